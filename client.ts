@@ -1,0 +1,545 @@
+/**
+ * A fetch-like SCGI client: call any SCGI backend (a Python, Perl, Go or Deno
+ * app, uWSGI, rtorrent's XML-RPC) with a `Request` and get a `Response`
+ * whose body streams as it arrives.
+ *
+ * Targets are URLs: `scgi://host:port/path?query`, or
+ * `scgi+unix://<percent-encoded socket path>/path?query`, or any `http(s)` URL
+ * plus `init.backend` naming where to connect. {@linkcode createClient} binds
+ * a backend once for a mounted application.
+ *
+ * @example Calling rtorrent (`deno run --allow-net=127.0.0.1:5000 rpc.ts`)
+ * ```ts ignore
+ * import { scgiFetch } from "./client.ts";
+ *
+ * const response = await scgiFetch("scgi://127.0.0.1:5000/RPC2", {
+ *   method: "POST",
+ *   headers: { "content-type": "text/xml" },
+ *   body: "<?xml version='1.0'?><methodCall><methodName>system.client_version</methodName></methodCall>",
+ * });
+ * console.log(await response.text());
+ * ```
+ *
+ * @example A backend on a Unix socket, with a timeout
+ * ```ts ignore
+ * import { scgiFetch } from "./client.ts";
+ *
+ * const response = await scgiFetch("scgi+unix://%2Frun%2Fapp.sock/status", {
+ *   signal: AbortSignal.timeout(5000),
+ * });
+ * ```
+ *
+ * @module
+ */
+
+import { cgiFromRequest } from "./codec/cgi_request.ts";
+import { readCgiResponse } from "./codec/cgi_response.ts";
+import { ScgiClientError } from "./codec/errors.ts";
+import { encodeRequestHead } from "./codec/header_encoder.ts";
+
+/** Where an SCGI backend listens: TCP, or a Unix socket path. */
+export type ScgiBackend =
+  | { hostname?: string; port: number }
+  | { path: string };
+
+/** Client settings; every one can also be given per call in the init. */
+export interface ScgiClientOptions {
+  /** Milliseconds to connect. @default {10000} */
+  connectTimeout?: number;
+  /**
+   * Milliseconds from connecting until the whole response head is in.
+   * @default {60000}
+   */
+  headTimeout?: number;
+  /**
+   * Milliseconds the response body may go without a byte.
+   * @default {60000}
+   */
+  idleTimeout?: number;
+  /** Largest response head in bytes. @default {65536} */
+  maxHeadBytes?: number;
+  /** Largest response body in bytes. @default {Infinity} */
+  maxResponseBytes?: number;
+  /**
+   * Largest request body of unknown length (a stream without a
+   * `content-length` header) that is buffered to learn its length; SCGI
+   * must send `CONTENT_LENGTH` before the body.
+   * @default {16777216}
+   */
+  maxBufferedBodyBytes?: number;
+  /**
+   * Extra CGI variables, sent after the standard ones (Xitzin passes app
+   * state this way as `XITZIN_*`). They replace standard ones of the same
+   * name.
+   */
+  env?: Readonly<Record<string, string>>;
+  /** `SCRIPT_NAME`: the mount point the backend lives under. @default {""} */
+  scriptName?: string;
+  /** The client to report as `REMOTE_ADDR`/`REMOTE_PORT`. */
+  remoteAddr?: { hostname: string; port?: number };
+}
+
+/** `RequestInit` plus where to connect and the client settings. */
+export interface ScgiRequestInit extends RequestInit, ScgiClientOptions {
+  /** Where to connect, for an `http(s)` URL. */
+  backend?: ScgiBackend;
+}
+
+/** A client bound to one backend: `fetch` as in {@linkcode scgiFetch}. */
+export interface ScgiClient {
+  /** The backend every call goes to. */
+  readonly backend: ScgiBackend;
+  /**
+   * Sends a request to the backend. `input` may also be a path
+   * (`"/status"`), taken relative to `http://localhost/`.
+   */
+  fetch(
+    input: Request | URL | string,
+    init?: ScgiRequestInit,
+  ): Promise<Response>;
+}
+
+const DEFAULT_PORT = 4000;
+const DEFAULTS = {
+  connectTimeout: 10_000,
+  headTimeout: 60_000,
+  idleTimeout: 60_000,
+  maxHeadBytes: 65536,
+  maxResponseBytes: Infinity,
+  maxBufferedBodyBytes: 16 * 1024 * 1024,
+};
+// Head and body go out in one write up to this size.
+const COALESCE_BYTES = 65536;
+
+/**
+ * Sends a request to an SCGI backend and returns its response, like `fetch`.
+ *
+ * Request bodies of every `BodyInit` kind work. A stream body whose length is
+ * stated (a `content-length` header) is sent as it is produced; one of unknown
+ * length is buffered up to `maxBufferedBodyBytes`. The response is read while
+ * the request is still being sent, so a backend that answers early can't
+ * deadlock the call.
+ *
+ * @param input An `scgi://` or `scgi+unix://` URL, or an `http(s)` URL (or
+ * `Request`) with `init.backend`.
+ * @param init `RequestInit`, plus `backend`, timeouts, limits and extra `env`.
+ * @returns The response; its body streams from the connection, which closes
+ * when the body ends or is cancelled.
+ * @throws {ScgiClientError} When the backend can't be reached, is too slow,
+ * or answers with something that isn't a CGI response. An aborted `signal`
+ * rejects with its reason, as `fetch` does.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "./server.ts";
+ * import { scgiFetch } from "./client.ts";
+ *
+ * await using server = serve(
+ *   { port: 0, onListen() {} },
+ *   async (request) => new Response(`got ${(await request.text()).length} bytes`),
+ * );
+ * const { port } = server.addr as Deno.NetAddr;
+ * const response = await scgiFetch(`scgi://127.0.0.1:${port}/upload`, {
+ *   method: "POST",
+ *   body: "hello",
+ * });
+ * console.assert(await response.text() === "got 5 bytes");
+ * ```
+ */
+export function scgiFetch(
+  input: Request | URL | string,
+  init: ScgiRequestInit = {},
+): Promise<Response> {
+  return send(input, init, undefined, {});
+}
+
+/**
+ * A client bound to one backend, for an application mounted under a path:
+ * each call connects anew (SCGI has one request per connection).
+ *
+ * @param backend Where the backend listens: `{ hostname, port }`,
+ * `{ path }`, or an `scgi://` / `scgi+unix://` URL.
+ * @param options Settings for every call; a call's init overrides them.
+ * @returns The client.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "./server.ts";
+ * import { createClient } from "./client.ts";
+ *
+ * await using server = serve({ port: 0, onListen() {} }, (request, info) =>
+ *   Response.json({ path: new URL(request.url).pathname, app: info.env.APP }));
+ * const { port } = server.addr as Deno.NetAddr;
+ * const client = createClient({ port }, { env: { APP: "demo" } });
+ * const answer = await (await client.fetch("/users/1")).json();
+ * console.assert(answer.path === "/users/1" && answer.app === "demo");
+ * ```
+ */
+export function createClient(
+  backend: ScgiBackend | string | URL,
+  options: ScgiClientOptions = {},
+): ScgiClient {
+  const bound = typeof backend === "string" || backend instanceof URL
+    ? backendFromUrl(new URL(backend))
+    : backend;
+  if (!bound) {
+    throw new TypeError(`${backend} is not an scgi: or scgi+unix: URL`);
+  }
+  return {
+    backend: bound,
+    fetch: (input, init = {}) => send(input, init, bound, options),
+  };
+}
+
+function backendFromUrl(url: URL): ScgiBackend | undefined {
+  if (url.protocol === "scgi:") {
+    return {
+      hostname: url.hostname.replace(/^\[|\]$/g, "") || "127.0.0.1",
+      port: url.port ? Number(url.port) : DEFAULT_PORT,
+    };
+  }
+  if (url.protocol === "scgi+unix:") {
+    const path = decodeURIComponent(url.hostname);
+    if (!path) throw new TypeError(`${url.href} names no socket path`);
+    return { path };
+  }
+  return undefined;
+}
+
+function describe(backend: ScgiBackend): string {
+  return "path" in backend
+    ? `unix:${backend.path}`
+    : `${backend.hostname ?? "127.0.0.1"}:${backend.port}`;
+}
+
+async function send(
+  input: Request | URL | string,
+  init: ScgiRequestInit,
+  bound: ScgiBackend | undefined,
+  defaults: ScgiClientOptions,
+): Promise<Response> {
+  const settings = { ...DEFAULTS, ...defined(defaults), ...defined(init) };
+  const url = input instanceof Request
+    ? new URL(input.url)
+    : new URL(input, bound ? "http://localhost/" : undefined);
+  const backend = init.backend ?? backendFromUrl(url) ?? bound;
+  if (!backend) {
+    throw new TypeError(
+      `${url.href}: use an scgi: or scgi+unix: URL, or say where to connect with init.backend`,
+    );
+  }
+  const request = input instanceof Request
+    ? (hasRequestFields(init) ? new Request(input, init) : input)
+    : new Request(url, init);
+  const signal = request.signal;
+  signal.throwIfAborted();
+
+  const scgi = url.protocol === "scgi:" || url.protocol === "scgi+unix:";
+  const env = cgiFromRequest(request, {
+    ...(settings.scriptName !== undefined
+      ? { scriptName: settings.scriptName }
+      : {}),
+    ...(settings.remoteAddr ? { remoteAddr: settings.remoteAddr } : {}),
+    ...(url.protocol === "scgi+unix:"
+      ? { serverName: "localhost", host: "localhost" }
+      : {}),
+    ...(scgi
+      ? {
+        serverPort: url.protocol === "scgi:"
+          ? ("port" in backend ? backend.port : 80)
+          : 80,
+      }
+      : {}),
+  });
+  const extra = settings.env;
+  const variables = extra ? mergeEnv(env, extra) : env;
+  const body = await requestBody(request, init, settings.maxBufferedBodyBytes);
+  const head = encodeRequestHead(variables, body.length);
+
+  const conn = await connect(backend, settings.connectTimeout, signal);
+  return await exchange(conn, request, head, body, settings, backend);
+}
+
+function defined<T extends object>(options: T): Partial<T> {
+  const out: Partial<T> = {};
+  for (const key in options) {
+    if (options[key] !== undefined) out[key] = options[key];
+  }
+  return out;
+}
+
+function hasRequestFields(init: RequestInit): boolean {
+  return init.method !== undefined || init.headers !== undefined ||
+    init.body !== undefined || init.signal !== undefined;
+}
+
+// Standard variables first, in a front end's order; an extra of the same
+// name replaces the standard one in place.
+function mergeEnv(
+  env: [string, string][],
+  extra: Readonly<Record<string, string>>,
+): [string, string][] {
+  const replaced = new Set<string>();
+  const merged = env.map(([name, value]): [string, string] => {
+    if (Object.hasOwn(extra, name)) {
+      replaced.add(name);
+      return [name, extra[name]!];
+    }
+    return [name, value];
+  });
+  for (const [name, value] of Object.entries(extra)) {
+    if (!replaced.has(name)) merged.push([name, value]);
+  }
+  return merged;
+}
+
+type OutgoingBody =
+  | { kind: "bytes"; length: number; bytes: Uint8Array }
+  | { kind: "stream"; length: number; stream: ReadableStream<Uint8Array> };
+
+async function requestBody(
+  request: Request,
+  init: RequestInit,
+  maxBuffered: number,
+): Promise<OutgoingBody> {
+  if (request.body === null) {
+    return { kind: "bytes", length: 0, bytes: new Uint8Array(0) };
+  }
+  const streamed = init.body instanceof ReadableStream ||
+    (init.body === undefined && request.body !== null);
+  if (!streamed) {
+    const bytes = new Uint8Array(await request.arrayBuffer());
+    return { kind: "bytes", length: bytes.length, bytes };
+  }
+  const stated = request.headers.get("content-length");
+  if (stated !== null && /^[0-9]{1,16}$/.test(stated)) {
+    return { kind: "stream", length: Number(stated), stream: request.body };
+  }
+  const chunks: Uint8Array[] = [];
+  let length = 0;
+  for await (const chunk of request.body) {
+    length += chunk.length;
+    if (length > maxBuffered) {
+      throw new ScgiClientError(
+        "request_too_large",
+        `request body of unknown length is over ${maxBuffered} bytes; state its content-length to stream it`,
+      );
+    }
+    chunks.push(chunk);
+  }
+  const bytes = new Uint8Array(length);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return { kind: "bytes", length, bytes };
+}
+
+async function connect(
+  backend: ScgiBackend,
+  timeout: number,
+  signal: AbortSignal,
+): Promise<Deno.Conn> {
+  const connecting = "path" in backend
+    ? Deno.connect({ transport: "unix", path: backend.path })
+    : Deno.connect({
+      hostname: backend.hostname ?? "127.0.0.1",
+      port: backend.port,
+    });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let onAbort: (() => void) | undefined;
+  const stop = new Promise<never>((_, reject) => {
+    if (Number.isFinite(timeout)) {
+      timer = setTimeout(() =>
+        reject(
+          new ScgiClientError(
+            "connect_timeout",
+            `no connection to ${describe(backend)} within ${timeout} ms`,
+          ),
+        ), timeout);
+    }
+    onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([connecting, stop]);
+  } catch (error) {
+    connecting.then((conn) => conn.close(), () => {});
+    if (error instanceof Deno.errors.ConnectionRefused) {
+      throw new ScgiClientError(
+        "connection_refused",
+        `connection refused by ${describe(backend)}`,
+        { cause: error },
+      );
+    }
+    if (error instanceof Deno.errors.NotFound && "path" in backend) {
+      throw new ScgiClientError(
+        "connection_refused",
+        `no socket at ${backend.path}`,
+        { cause: error },
+      );
+    }
+    if (error instanceof ScgiClientError || error === signal.reason) {
+      throw error;
+    }
+    throw new ScgiClientError(
+      "connection_failed",
+      `cannot connect to ${describe(backend)}: ${
+        (error as Error)?.message ?? error
+      }`,
+      { cause: error },
+    );
+  } finally {
+    clearTimeout(timer);
+    signal.removeEventListener("abort", onAbort!);
+  }
+}
+
+async function exchange(
+  conn: Deno.Conn,
+  request: Request,
+  head: Uint8Array,
+  body: OutgoingBody,
+  settings: typeof DEFAULTS & ScgiClientOptions,
+  backend: ScgiBackend,
+): Promise<Response> {
+  const signal = request.signal;
+  let closed = false;
+  const close = () => {
+    if (closed) return;
+    closed = true;
+    clearTimeout(headTimer);
+    signal.removeEventListener("abort", onAbort);
+    try {
+      conn.close();
+    } catch {
+      // Already released by reading to the end.
+    }
+  };
+  // Every wait below races this: a timeout or an abort fails the call and
+  // closes the socket, which also ends the wait it raced.
+  let fail!: (error: unknown) => void;
+  const failed = new Promise<never>((_, reject) => (fail = reject));
+  failed.catch(() => {});
+  const stop = (error: unknown) => {
+    fail(error);
+    close();
+  };
+  const onAbort = () => stop(signal.reason);
+  signal.addEventListener("abort", onAbort, { once: true });
+  let headTimer: ReturnType<typeof setTimeout> | undefined;
+  if (Number.isFinite(settings.headTimeout)) {
+    headTimer = setTimeout(() =>
+      stop(
+        new ScgiClientError(
+          "head_timeout",
+          `${
+            describe(backend)
+          } sent no response head within ${settings.headTimeout} ms`,
+        ),
+      ), settings.headTimeout);
+  }
+
+  const reader = conn.readable.getReader();
+  let headDone = false;
+  const idle = settings.idleTimeout;
+  const source = {
+    read: (): Promise<ReadableStreamReadResult<Uint8Array>> => {
+      if (!headDone || !Number.isFinite(idle)) {
+        return Promise.race([reader.read(), failed]);
+      }
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          const error = new ScgiClientError(
+            "idle_timeout",
+            `${describe(backend)} sent nothing for ${idle} ms`,
+          );
+          reject(error);
+          stop(error);
+        }, idle);
+      });
+      return Promise.race([reader.read(), failed, timeout]).finally(() =>
+        clearTimeout(timer)
+      );
+    },
+  };
+  const responding = readCgiResponse(source, {
+    maxHeadBytes: settings.maxHeadBytes,
+    maxBodyBytes: settings.maxResponseBytes,
+    method: request.method,
+    onDone: close,
+  });
+  responding.catch(() => {});
+
+  const sending = writeRequest(conn, head, body);
+  sending.catch((error) => {
+    // A wrong body length is the caller's error; a failed write just means
+    // the backend stopped reading, and the response (or its absence) says
+    // what happened.
+    if (error instanceof ScgiClientError) stop(error);
+  });
+
+  try {
+    const response = await Promise.race([responding, failed]);
+    headDone = true;
+    clearTimeout(headTimer);
+    Object.defineProperty(response, "url", { value: request.url });
+    return response;
+  } catch (error) {
+    close();
+    if (error instanceof ScgiClientError || error === signal.reason) {
+      throw error;
+    }
+    throw new ScgiClientError(
+      "connection_failed",
+      `connection to ${describe(backend)} failed: ${
+        (error as Error)?.message ?? error
+      }`,
+      { cause: error },
+    );
+  }
+}
+
+async function writeRequest(
+  conn: Deno.Conn,
+  head: Uint8Array,
+  body: OutgoingBody,
+): Promise<void> {
+  const writer = conn.writable.getWriter();
+  try {
+    if (body.kind === "bytes") {
+      if (body.length > 0 && body.length <= COALESCE_BYTES) {
+        const out = new Uint8Array(head.length + body.length);
+        out.set(head);
+        out.set(body.bytes, head.length);
+        await writer.write(out);
+      } else {
+        await writer.write(head);
+        if (body.length > 0) await writer.write(body.bytes);
+      }
+      return;
+    }
+    await writer.write(head);
+    let sent = 0;
+    for await (const chunk of body.stream) {
+      sent += chunk.length;
+      if (sent > body.length) {
+        throw new ScgiClientError(
+          "request_body_mismatch",
+          `request body is longer than its content-length of ${body.length}`,
+        );
+      }
+      await writer.write(chunk);
+    }
+    if (sent < body.length) {
+      throw new ScgiClientError(
+        "request_body_mismatch",
+        `request body ended after ${sent} of its content-length of ${body.length} bytes`,
+      );
+    }
+  } finally {
+    writer.releaseLock();
+  }
+}

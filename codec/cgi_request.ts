@@ -1,0 +1,375 @@
+/**
+ * The mapping between CGI variables and a standard `Request`, both ways:
+ * {@linkcode requestFromCgi} is what a backend does with the variables a
+ * front end sent, and {@linkcode cgiFromRequest} builds the variables a front
+ * end would send for a `Request`.
+ *
+ * @example Both directions
+ * ```ts
+ * import { cgiFromRequest, requestFromCgi } from "./cgi_request.ts";
+ *
+ * const env = Object.fromEntries(
+ *   cgiFromRequest(new Request("http://example.com/a%20b?x=1")),
+ * );
+ * const request = requestFromCgi(env);
+ * console.assert(request.url === "http://example.com/a%20b?x=1");
+ * ```
+ *
+ * @module
+ */
+
+import { utf8ByteString } from "./_byte_string.ts";
+import type { CgiEnv } from "./request_head.ts";
+
+/** What {@linkcode requestFromCgi} needs besides the variables. */
+export interface RequestFromCgiInit {
+  /** The request body (exactly `CONTENT_LENGTH` bytes), if any. */
+  body?: ReadableStream<Uint8Array<ArrayBuffer>> | null;
+  /** Aborts the request when the front end goes away. */
+  signal?: AbortSignal;
+  /**
+   * Names whose values hold raw bytes (one character per byte) because they
+   * were not UTF-8; see {@linkcode HeaderBlock.nonUtf8}.
+   */
+  nonUtf8?: ReadonlySet<string>;
+}
+
+/** Request headers that describe one hop, never the request itself. */
+const HOP_BY_HOP = new Set([
+  "HTTP_CONNECTION",
+  "HTTP_KEEP_ALIVE",
+  "HTTP_PROXY_CONNECTION",
+  "HTTP_TRANSFER_ENCODING",
+  "HTTP_TE",
+  "HTTP_TRAILER",
+  "HTTP_UPGRADE",
+  "HTTP_HTTP2_SETTINGS",
+  // The front end has already read the body and answered `Expect`, and the
+  // body's real length is `CONTENT_LENGTH` (nginx 1.22 passes the client's
+  // length here and 0 there when request buffering is off).
+  "HTTP_EXPECT",
+  "HTTP_CONTENT_LENGTH",
+]);
+
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const utf8 = new TextEncoder();
+
+/**
+ * Builds the `Request` that CGI variables describe.
+ *
+ * The URL is `GEMINI_URL` when a Gemini front end sent one; otherwise the
+ * scheme comes from `HTTPS` (or `REQUEST_SCHEME`), the authority from
+ * `HTTP_HOST` (else `SERVER_NAME` and `SERVER_PORT`), and the target from
+ * `REQUEST_URI` (else `SCRIPT_NAME` + `PATH_INFO` + `?QUERY_STRING`). Bytes
+ * that are not UTF-8 are percent-encoded, never replaced. Headers come from
+ * `HTTP_*`, `CONTENT_TYPE` and `CONTENT_LENGTH`, without hop-by-hop ones; a
+ * repeated header arrives joined, as {@linkcode CgiEnv} holds it.
+ *
+ * @param env The variables, e.g. from {@linkcode readRequestHead}.
+ * @param init The body, the abort signal and which values are raw bytes.
+ * @returns The request.
+ * @throws {TypeError} For a method that is not a token or that `Request`
+ * refuses (`CONNECT`, `TRACE`).
+ *
+ * @example
+ * ```ts
+ * import { requestFromCgi } from "./cgi_request.ts";
+ *
+ * const request = requestFromCgi({
+ *   CONTENT_LENGTH: "0",
+ *   REQUEST_METHOD: "GET",
+ *   REQUEST_URI: "/search?q=deno",
+ *   HTTP_HOST: "example.com",
+ *   HTTPS: "on",
+ * });
+ * console.assert(request.url === "https://example.com/search?q=deno");
+ * ```
+ */
+export function requestFromCgi(
+  env: CgiEnv,
+  init: RequestFromCgiInit = {},
+): Request {
+  const nonUtf8 = init.nonUtf8;
+  const method = env.REQUEST_METHOD || "GET";
+  if (!TOKEN.test(method)) {
+    throw new TypeError(
+      `REQUEST_METHOD ${JSON.stringify(method)} is not a token`,
+    );
+  }
+  const headers = new Headers();
+  for (const name in env) {
+    if (!name.startsWith("HTTP_") || HOP_BY_HOP.has(name)) continue;
+    const headerName = name.slice(5).replaceAll("_", "-").toLowerCase();
+    try {
+      headers.append(headerName, headerValue(env[name]!, nonUtf8?.has(name)));
+    } catch {
+      // A name or value that HTTP can't carry stays visible in the
+      // variables; the Request just doesn't get it.
+    }
+  }
+  const contentType = env.CONTENT_TYPE;
+  if (contentType) {
+    try {
+      headers.set(
+        "content-type",
+        headerValue(contentType, nonUtf8?.has("CONTENT_TYPE")),
+      );
+    } catch {
+      // As above.
+    }
+  }
+  const hasBody = method !== "GET" && method !== "HEAD";
+  const contentLength = env.CONTENT_LENGTH;
+  if (contentLength !== undefined && (hasBody || contentLength !== "0")) {
+    headers.set("content-length", contentLength);
+  }
+  const body = hasBody ? init.body ?? null : null;
+  return new Request(urlFromCgi(env, nonUtf8), {
+    method,
+    headers,
+    body,
+    ...(init.signal ? { signal: init.signal } : {}),
+  });
+}
+
+/**
+ * The URL that CGI variables describe (see {@linkcode requestFromCgi}).
+ *
+ * @param env The variables.
+ * @param nonUtf8 Names whose values hold raw bytes.
+ * @returns The absolute URL.
+ *
+ * @example
+ * ```ts
+ * import { urlFromCgi } from "./cgi_request.ts";
+ *
+ * const url = urlFromCgi({
+ *   SERVER_NAME: "example.com",
+ *   SERVER_PORT: "8080",
+ *   SCRIPT_NAME: "/app",
+ *   PATH_INFO: "/café",
+ *   QUERY_STRING: "a=1",
+ * });
+ * console.assert(url === "http://example.com:8080/app/caf%C3%A9?a=1");
+ * ```
+ */
+export function urlFromCgi(
+  env: CgiEnv,
+  nonUtf8?: ReadonlySet<string>,
+): string {
+  const raw = (name: string) => nonUtf8?.has(name) ?? false;
+  const gemini = env.GEMINI_URL;
+  if (gemini) {
+    try {
+      return new URL(escapeUrlText(gemini, raw("GEMINI_URL"))).href;
+    } catch {
+      // Not a URL: build one from the other variables.
+    }
+  }
+  const https = env.HTTPS?.toLowerCase();
+  const scheme = https === "on" || https === "1"
+    ? "https"
+    : env.REQUEST_SCHEME === "https"
+    ? "https"
+    : "http";
+  let authority = env.HTTP_HOST;
+  if (!authority || !validAuthority(authority)) {
+    const name = env.SERVER_NAME || "localhost";
+    const port = env.SERVER_PORT;
+    const host = name.includes(":") && !name.startsWith("[")
+      ? `[${name}]`
+      : name;
+    authority = port && port !== (scheme === "https" ? "443" : "80") &&
+        /^[0-9]+$/.test(port)
+      ? `${host}:${port}`
+      : host;
+    if (!validAuthority(authority)) authority = "localhost";
+  }
+  let target = env.REQUEST_URI;
+  if (target) {
+    target = escapeUrlText(target, raw("REQUEST_URI"));
+    if (!target.startsWith("/")) {
+      // An absolute-form target (`http://host/path`) keeps only its path.
+      try {
+        const absolute = new URL(target);
+        target = absolute.pathname + absolute.search;
+      } catch {
+        target = "/" + target;
+      }
+    }
+  } else {
+    const path = escapePath(env.SCRIPT_NAME ?? "", raw("SCRIPT_NAME")) +
+      escapePath(env.PATH_INFO ?? "", raw("PATH_INFO"));
+    const query = env.QUERY_STRING;
+    target = (path.startsWith("/") ? path : "/" + path) +
+      (query ? "?" + escapeUrlText(query, raw("QUERY_STRING")) : "");
+  }
+  try {
+    return new URL(target, `${scheme}://${authority}`).href;
+  } catch {
+    return new URL(target, `${scheme}://localhost`).href;
+  }
+}
+
+function validAuthority(authority: string): boolean {
+  return URL.canParse(`http://${authority}/`) && !/[/?#@\\]/.test(authority);
+}
+
+// Percent-encodes what may not stand raw in a URL (controls, space, bytes past
+// ASCII) and leaves existing escapes alone. A raw-bytes value is encoded byte
+// by byte, a UTF-8 one as UTF-8.
+function escapeUrlText(text: string, rawBytes: boolean): string {
+  return text.replace(
+    /[^\x21-\x7e]|#(?=.)/gu,
+    (char) => char === "#" ? "%23" : percentEncode(char, rawBytes),
+  );
+}
+
+// A decoded path (PATH_INFO, SCRIPT_NAME): everything that would change its
+// meaning in a URL is escaped, `%` included.
+function escapePath(path: string, rawBytes: boolean): string {
+  return path.replace(
+    /[^A-Za-z0-9\-._~!$&'()*+,;=:@/]/gu,
+    (char) => percentEncode(char, rawBytes),
+  );
+}
+
+function percentEncode(char: string, rawBytes: boolean): string {
+  const bytes = rawBytes
+    ? Array.from(char, (c) => c.charCodeAt(0))
+    : utf8.encode(char);
+  let out = "";
+  for (const byte of bytes) {
+    out += "%" + byte.toString(16).toUpperCase().padStart(2, "0");
+  }
+  return out;
+}
+
+// Headers carry bytes; a UTF-8 value becomes its bytes one per character,
+// which is how `Deno.serve` hands over non-ASCII header values too.
+function headerValue(value: string, rawBytes = false): string {
+  return rawBytes ? value : utf8ByteString(value);
+}
+
+/** What {@linkcode cgiFromRequest} adds to the request's own data. */
+export interface CgiFromRequestOptions {
+  /**
+   * The mount point: `SCRIPT_NAME`, with `PATH_INFO` the rest of the path.
+   * Must be a prefix of the path at a segment boundary, or it is ignored.
+   * @default {""}
+   */
+  scriptName?: string;
+  /** `REMOTE_ADDR`; with `port`, `REMOTE_PORT`. */
+  remoteAddr?: { hostname: string; port?: number };
+  /** `SERVER_NAME`; by default the URL's host name. */
+  serverName?: string;
+  /** `SERVER_PORT`; by default the URL's port or its scheme's default. */
+  serverPort?: number | string;
+  /** `HTTP_HOST` when the request has no `host` header; by default the URL's host. */
+  host?: string;
+  /** `SERVER_PROTOCOL`. @default {"HTTP/1.1"} */
+  serverProtocol?: string;
+  /** `SERVER_SOFTWARE`. @default {"deno-scgi"} */
+  serverSoftware?: string;
+  /** `HTTPS=on` for an `https:` URL (unless set to `false`). @default {true} */
+  https?: boolean;
+}
+
+/**
+ * Builds the CGI variables a front end (like nginx with `scgi_params`) sends
+ * for a request, in a front end's order. `CONTENT_LENGTH` is not among them:
+ * the header encoder puts it first.
+ *
+ * @param request The request whose method, URL and headers are described.
+ * @param options Mount point, client and server details.
+ * @returns The variables as `[name, value]` pairs; repeated header values are
+ * one variable (`a, b`), as lighttpd sends them.
+ *
+ * @example
+ * ```ts
+ * import { cgiFromRequest } from "./cgi_request.ts";
+ *
+ * const env = new Map(cgiFromRequest(
+ *   new Request("https://example.com/api/users?id=1"),
+ *   { scriptName: "/api" },
+ * ));
+ * console.assert(env.get("SCRIPT_NAME") === "/api");
+ * console.assert(env.get("PATH_INFO") === "/users");
+ * console.assert(env.get("HTTPS") === "on");
+ * ```
+ */
+export function cgiFromRequest(
+  request: Request,
+  options: CgiFromRequestOptions = {},
+): [name: string, value: string][] {
+  const url = new URL(request.url);
+  const https = url.protocol === "https:" && options.https !== false;
+  const path = url.pathname;
+  let scriptName = options.scriptName?.replace(/\/+$/, "") ?? "";
+  if (
+    scriptName &&
+    !(path === scriptName || path.startsWith(scriptName + "/"))
+  ) {
+    scriptName = "";
+  }
+  const defaultPort = url.protocol === "https:"
+    ? "443"
+    : url.protocol === "http:"
+    ? "80"
+    : "";
+  const env: [string, string][] = [
+    ["REQUEST_METHOD", request.method],
+    ["REQUEST_URI", path + url.search],
+    ["QUERY_STRING", url.search.slice(1)],
+    ["DOCUMENT_URI", decodePath(path)],
+    ["SCRIPT_NAME", decodePath(scriptName)],
+    ["PATH_INFO", decodePath(path.slice(scriptName.length))],
+    ["SERVER_PROTOCOL", options.serverProtocol ?? "HTTP/1.1"],
+    ["GATEWAY_INTERFACE", "CGI/1.1"],
+    ["SERVER_SOFTWARE", options.serverSoftware ?? "deno-scgi"],
+    ["SERVER_NAME", options.serverName ?? unbracket(url.hostname)],
+    ["SERVER_PORT", String(options.serverPort ?? (url.port || defaultPort))],
+  ];
+  if (https) env.push(["HTTPS", "on"]);
+  if (options.remoteAddr) {
+    env.push(["REMOTE_ADDR", options.remoteAddr.hostname]);
+    if (options.remoteAddr.port !== undefined) {
+      env.push(["REMOTE_PORT", String(options.remoteAddr.port)]);
+    }
+  }
+  const contentType = request.headers.get("content-type");
+  if (contentType !== null) env.push(["CONTENT_TYPE", contentType]);
+  let hasHost = false;
+  for (const [name, value] of request.headers) {
+    if (name === "content-type" || name === "content-length") continue;
+    const variable = "HTTP_" + name.toUpperCase().replaceAll("-", "_");
+    if (HOP_BY_HOP.has(variable)) continue;
+    if (name === "host") hasHost = true;
+    env.push([variable, value]);
+  }
+  const host = options.host ?? url.host;
+  if (!hasHost && host) env.push(["HTTP_HOST", host]);
+  return env;
+}
+
+function unbracket(hostname: string): string {
+  return hostname.startsWith("[") ? hostname.slice(1, -1) : hostname;
+}
+
+// PATH_INFO is decoded, as every front end sends it; an escape that isn't
+// UTF-8 stays escaped rather than turning into U+FFFD.
+function decodePath(path: string): string {
+  try {
+    return decodeURIComponent(
+      path.replaceAll("%2F", "%252F").replaceAll("%2f", "%252f"),
+    );
+  } catch {
+    return path.replace(/(?:%[0-9A-Fa-f]{2})+/g, (run) => {
+      try {
+        return decodeURIComponent(run);
+      } catch {
+        return run;
+      }
+    });
+  }
+}
