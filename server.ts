@@ -31,6 +31,7 @@
  * @module
  */
 
+import type { ByteSource } from "./codec/byte_source.ts";
 import { ScgiProtocolError } from "./codec/errors.ts";
 import {
   type CgiEnv,
@@ -262,6 +263,11 @@ export function serve(
   return new Server(options, handler);
 }
 
+// The first read holds the header block of nearly every request (nginx sends
+// well under 4 KiB); body reads take what the socket has, up to 64 KiB.
+const FIRST_READ_BYTES = 16 * 1024;
+const READ_BYTES = 64 * 1024;
+
 type Phase = "head" | "handler" | "writing" | "done";
 
 interface Connection {
@@ -294,6 +300,7 @@ class Server implements ScgiServer {
   #listener: Deno.Listener | undefined;
   #addr: Deno.Addr;
   #closing = false;
+  #accepting = false;
   #refed = true;
   #sweeper: ReturnType<typeof setInterval> | undefined;
   #slotFreed: (() => void) | undefined;
@@ -464,7 +471,12 @@ class Server implements ScgiServer {
     } else {
       console.error(`Listening on ${scgiUrl(listener.addr)}`);
     }
-    this.#acceptLoop(listener);
+    this.#accepting = true;
+    this.#acceptLoop(listener).finally(() => {
+      // Only now has the pending accept let go of the socket.
+      this.#accepting = false;
+      this.#maybeFinish();
+    });
   }
 
   async #acceptLoop(listener: Deno.Listener): Promise<void> {
@@ -507,16 +519,31 @@ class Server implements ScgiServer {
   async #handle(connection: Connection): Promise<void> {
     const { conn } = connection;
     const limits = this.#limits;
-    const reader = conn.readable.getReader();
-    const source = {
+    // Raw reads, not conn.readable: reading that stream to its end releases
+    // the whole connection, and a front end that half-closes after its
+    // request must still get the answer. Reads are chained so the body, the
+    // reset watch and the drain never read at once.
+    let last: Promise<unknown> = Promise.resolve();
+    let size = FIRST_READ_BYTES;
+    const source: ByteSource = {
       read: () => {
-        connection.readDeadline = Date.now() + limits.idleTimeout;
-        const read = reader.read();
-        read.then(
-          () => (connection.readDeadline = Infinity),
-          () => (connection.readDeadline = Infinity),
+        const next = last.then(
+          async (): Promise<ReadableStreamReadResult<Uint8Array>> => {
+            connection.readDeadline = Date.now() + limits.idleTimeout;
+            try {
+              const buffer = new Uint8Array(size);
+              size = READ_BYTES;
+              const count = await conn.read(buffer);
+              return count === null
+                ? { done: true as const }
+                : { done: false as const, value: buffer.subarray(0, count) };
+            } finally {
+              connection.readDeadline = Infinity;
+            }
+          },
         );
-        return read;
+        last = next.catch(() => {});
+        return next;
       },
     };
     let head;
@@ -532,7 +559,7 @@ class Server implements ScgiServer {
           errorResponse(error.status, error.message),
           "GET",
         ).catch(() => {});
-        await this.#drainAndClose(connection, reader);
+        await this.#drainAndClose(connection, source);
       }
       return;
     }
@@ -544,7 +571,7 @@ class Server implements ScgiServer {
     head.bodyEnd.then(
       () => {
         bodyDone = true;
-        this.#watchForReset(connection, reader);
+        this.#watchForReset(connection, source);
       },
       (error) => this.#abort(connection, error),
     );
@@ -565,7 +592,7 @@ class Server implements ScgiServer {
         errorResponse(400, (error as Error).message),
         method,
       ).catch(() => {});
-      await this.#drainAndClose(connection, reader);
+      await this.#drainAndClose(connection, source);
       return;
     }
     const completed = Promise.withResolvers<void>();
@@ -611,7 +638,7 @@ class Server implements ScgiServer {
     this.#stats.completed++;
     completed.resolve();
     if (!bodyDone && head.contentLength > 0) {
-      await this.#drainAndClose(connection, reader);
+      await this.#drainAndClose(connection, source);
     }
   }
 
@@ -709,7 +736,7 @@ class Server implements ScgiServer {
   // our output and read its remaining bytes away first.
   async #drainAndClose(
     connection: Connection,
-    reader: ReadableStreamDefaultReader<Uint8Array>,
+    reader: ByteSource,
   ): Promise<void> {
     if (connection.closed) return;
     try {
@@ -727,10 +754,7 @@ class Server implements ScgiServer {
 
   // Once the body is in, a read that fails (a reset, not a half-close)
   // means the front end is gone: abort the request.
-  #watchForReset(
-    connection: Connection,
-    reader: ReadableStreamDefaultReader<Uint8Array>,
-  ): void {
+  #watchForReset(connection: Connection, reader: ByteSource): void {
     reader.read().then(
       () => {},
       (error) => {
@@ -793,6 +817,15 @@ class Server implements ScgiServer {
     } catch {
       // Already closed.
     }
+    if ("path" in listener.addr) {
+      // Deno leaves the socket file behind; a stale one would make the next
+      // start probe it.
+      try {
+        Deno.removeSync(listener.addr.path);
+      } catch {
+        // Already gone.
+      }
+    }
   }
 
   #removeSignalHandlers(): void {
@@ -808,7 +841,10 @@ class Server implements ScgiServer {
   }
 
   #maybeFinish(): void {
-    if (!this.#closing || this.#listener || this.#connections.size > 0) return;
+    if (
+      !this.#closing || this.#listener || this.#accepting ||
+      this.#connections.size > 0
+    ) return;
     clearInterval(this.#sweeper);
     clearTimeout(this.#shutdownTimer);
     this.#finished.resolve();
