@@ -1,0 +1,519 @@
+/**
+ * An SCGI gateway for `Deno.serve`: {@linkcode scgiProxy} returns an HTTP
+ * handler that forwards the requests under a mount prefix to one or more
+ * SCGI backends, the way nginx's `scgi_pass` or lighttpd's `mod_scgi` does.
+ *
+ * The backend gets what a real front end sends: `SCRIPT_NAME` is the mount,
+ * `PATH_INFO` the rest of the path, `REMOTE_ADDR`/`REMOTE_PORT` the HTTP
+ * client, `HTTPS=on` for an `https:` request, `SERVER_NAME`/`SERVER_PORT`,
+ * and every request header as `HTTP_*`. Bodies stream both ways.
+ *
+ * @example Mount a backend under /app (`deno run --allow-net=127.0.0.1 front.ts`)
+ * ```ts ignore
+ * import { scgiProxy } from "./gateway.ts";
+ *
+ * Deno.serve(
+ *   { hostname: "127.0.0.1", port: 8000 },
+ *   scgiProxy({ backends: ["127.0.0.1:4000", "127.0.0.1:4001"], mount: "/app" }),
+ * );
+ * ```
+ *
+ * @example In front of our own server
+ * ```ts
+ * import { serve } from "./server.ts";
+ * import { scgiProxy } from "./gateway.ts";
+ *
+ * await using backend = serve({ port: 0, onListen() {} }, (_request, info) =>
+ *   Response.json({ script: info.env.SCRIPT_NAME, path: info.env.PATH_INFO }));
+ * const { port } = backend.addr as Deno.NetAddr;
+ * const handler = scgiProxy({ backends: [{ port }], mount: "/app" });
+ * const response = await handler(new Request("http://localhost/app/users/1"));
+ * console.assert((await response.json()).path === "/users/1");
+ * const outside = await handler(new Request("http://localhost/other"));
+ * console.assert(outside.status === 404);
+ * await outside.body?.cancel();
+ * ```
+ *
+ * @module
+ */
+
+import {
+  createClient,
+  type ScgiBackend,
+  type ScgiClient,
+  type ScgiClientOptions,
+} from "./client.ts";
+import { ScgiClientError } from "./codec/errors.ts";
+
+/** What a gateway handler gets besides the request (`Deno.ServeHandlerInfo` fits). */
+export interface ScgiProxyInfo {
+  /** The HTTP client, reported to the backend as `REMOTE_ADDR`/`REMOTE_PORT`. */
+  remoteAddr?: Deno.Addr;
+}
+
+/** A gateway handler: give it to `Deno.serve`. */
+export type ScgiProxyHandler = (
+  request: Request,
+  info?: ScgiProxyInfo,
+) => Promise<Response>;
+
+/**
+ * Options of {@linkcode scgiProxy}. The client settings (`connectTimeout`,
+ * `headTimeout`, `idleTimeout`, `maxHeadBytes`, `maxResponseBytes`,
+ * `maxBufferedBodyBytes`, `env`) pass through to {@linkcode createClient},
+ * with its defaults.
+ */
+export interface ScgiProxyOptions
+  extends Omit<ScgiClientOptions, "scriptName" | "remoteAddr"> {
+  /**
+   * The backends: `{ hostname, port }`, `{ path }`, or strings
+   * `"host:port"`, `"unix:/path.sock"`, `"scgi://host:port"`,
+   * `"scgi+unix://%2Fpath.sock"`. Several are used round robin.
+   */
+  backends: ReadonlyArray<ScgiBackend | string>;
+  /**
+   * The path prefix the backends are mounted at: it becomes `SCRIPT_NAME`
+   * and the rest of the path `PATH_INFO`. Requests outside it go to
+   * `fallback`. `"/"` mounts everything with an empty `SCRIPT_NAME`.
+   * @default {"/"}
+   */
+  mount?: string;
+  /** Answers the requests outside the mount. By default a plain-text 404. */
+  fallback?: (
+    request: Request,
+    info?: ScgiProxyInfo,
+  ) => Response | Promise<Response>;
+  /**
+   * Milliseconds a backend that refused a connection is skipped before it is
+   * tried again. When every backend is marked down, all are tried anyway.
+   * @default {5000}
+   */
+  retryInterval?: number;
+  /**
+   * Most requests in flight to one backend at once, counted until the
+   * response body has been sent (or failed). When every backend is full, a
+   * request waits for a free slot up to `queueTimeout`, then gets a 503.
+   * @default {Infinity}
+   */
+  maxConcurrent?: number;
+  /**
+   * Milliseconds a request waits for a free slot when every backend is at
+   * `maxConcurrent`; `0` answers 503 at once.
+   * @default {10000}
+   */
+  queueTimeout?: number;
+  /** `SERVER_NAME`. By default the host name of the request URL (its `Host`). */
+  serverName?: string;
+  /** `SERVER_PORT`. By default the request URL's port or its scheme's. */
+  serverPort?: number;
+}
+
+interface Slot {
+  client: ScgiClient;
+  name: string;
+  active: number;
+  downUntil: number;
+}
+
+interface Waiter {
+  resolve: () => void;
+  timer: ReturnType<typeof setTimeout> | undefined;
+}
+
+const DEFAULT_RETRY_INTERVAL = 5000;
+const DEFAULT_QUEUE_TIMEOUT = 10_000;
+const DEFAULT_MAX_BUFFERED = 16 * 1024 * 1024;
+
+/**
+ * Makes a `Deno.serve` handler that forwards a mounted path prefix to SCGI
+ * backends.
+ *
+ * Failures become short plain-text answers: `502` when a backend refuses
+ * the connection or answers with something that is not a CGI response,
+ * `504` when it is too slow (the client's `connectTimeout`, `headTimeout`),
+ * `503` when every backend is at `maxConcurrent` for `queueTimeout`, `413`
+ * for a body of unknown length over `maxBufferedBodyBytes`. A failure after
+ * the response head was sent (the backend dies mid-body) ends the HTTP
+ * response early, as nginx does.
+ *
+ * A request body with a `content-length` streams to the backend; one
+ * without (chunked) is buffered up to `maxBufferedBodyBytes`, because SCGI
+ * sends the length first. Only a connection that was never made (refused,
+ * no socket file, unreachable) is retried on the next backend: then nothing
+ * of the request has been sent.
+ *
+ * @param options The backends, the mount and the limits.
+ * @returns The handler, `(request, info?) => Promise<Response>`.
+ * @throws {TypeError} For no backends, a backend that can't be parsed, or a
+ * mount that doesn't start with `/`.
+ *
+ * @example
+ * ```ts
+ * import { scgiProxy } from "./gateway.ts";
+ *
+ * // Nothing listens on port 1: the gateway answers 502.
+ * const handler = scgiProxy({ backends: ["127.0.0.1:1"] });
+ * const response = await handler(new Request("http://localhost/"));
+ * console.assert(response.status === 502);
+ * await response.body?.cancel();
+ * ```
+ */
+export function scgiProxy(options: ScgiProxyOptions): ScgiProxyHandler {
+  if (!options.backends || options.backends.length === 0) {
+    throw new TypeError("scgiProxy needs at least one backend");
+  }
+  const mount = normalizeMount(options.mount ?? "/");
+  const retryInterval = options.retryInterval ?? DEFAULT_RETRY_INTERVAL;
+  const maxConcurrent = options.maxConcurrent ?? Infinity;
+  const queueTimeout = options.queueTimeout ?? DEFAULT_QUEUE_TIMEOUT;
+  const maxBuffered = options.maxBufferedBodyBytes ?? DEFAULT_MAX_BUFFERED;
+  if (!(maxConcurrent >= 1)) {
+    throw new TypeError(
+      `maxConcurrent must be at least 1, not ${maxConcurrent}`,
+    );
+  }
+  const env: Record<string, string> = { ...options.env };
+  if (options.serverName !== undefined) env.SERVER_NAME = options.serverName;
+  if (options.serverPort !== undefined) {
+    env.SERVER_PORT = String(options.serverPort);
+  }
+  const clientOptions: ScgiClientOptions = {
+    ...pick(options),
+    ...(Object.keys(env).length > 0 ? { env } : {}),
+    scriptName: mount,
+  };
+  const slots: Slot[] = options.backends.map((spec) => {
+    const backend = parseBackend(spec);
+    return {
+      client: createClient(backend, clientOptions),
+      name: describeBackend(backend),
+      active: 0,
+      downUntil: 0,
+    };
+  });
+  const waiters: Waiter[] = [];
+  let next = 0;
+
+  const release = (slot: Slot) => {
+    slot.active--;
+    const waiter = waiters.shift();
+    if (waiter) {
+      clearTimeout(waiter.timer);
+      waiter.resolve();
+    }
+  };
+
+  // Backends in round-robin order from the next one: those up first, then
+  // those marked down (tried only when no other one takes the request).
+  const order = (): Slot[] => {
+    const start = next;
+    next = (next + 1) % slots.length;
+    const now = Date.now();
+    const up: Slot[] = [];
+    const down: Slot[] = [];
+    for (let i = 0; i < slots.length; i++) {
+      const slot = slots[(start + i) % slots.length]!;
+      (slot.downUntil > now ? down : up).push(slot);
+    }
+    return [...up, ...down];
+  };
+
+  const waitForSlot = (
+    timeout: number,
+    signal: AbortSignal,
+  ): Promise<boolean> => {
+    if (timeout <= 0 || signal.aborted) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const waiter: Waiter = {
+        resolve: () => {
+          signal.removeEventListener("abort", onAbort);
+          resolve(true);
+        },
+        timer: undefined,
+      };
+      const give = () => {
+        const at = waiters.indexOf(waiter);
+        if (at >= 0) waiters.splice(at, 1);
+        signal.removeEventListener("abort", onAbort);
+        clearTimeout(waiter.timer);
+        resolve(false);
+      };
+      const onAbort = () => give();
+      waiter.timer = setTimeout(give, timeout);
+      signal.addEventListener("abort", onAbort, { once: true });
+      waiters.push(waiter);
+    });
+  };
+
+  return async (request, info) => {
+    const url = new URL(request.url);
+    if (!inMount(url.pathname, mount)) {
+      if (options.fallback) return await options.fallback(request, info);
+      await request.body?.cancel().catch(() => {});
+      return textResponse(404, "not found");
+    }
+    let body: ReadableStream<Uint8Array> | Uint8Array | null = request.body;
+    if (body && request.headers.get("content-length") === null) {
+      try {
+        body = await readAll(body, maxBuffered);
+      } catch (error) {
+        if (error instanceof ScgiClientError) {
+          return textResponse(413, error.message);
+        }
+        return textResponse(400, `cannot read the request body: ${error}`);
+      }
+    }
+    const remote = info?.remoteAddr;
+    const remoteAddr = remote && remote.transport !== "unix" &&
+        "hostname" in remote
+      ? { hostname: remote.hostname, port: remote.port }
+      : undefined;
+    const init = {
+      method: request.method,
+      headers: request.headers,
+      signal: request.signal,
+    };
+    const call = remoteAddr ? { remoteAddr } : {};
+
+    const refused: string[] = [];
+    const reasons: string[] = [];
+    const deadline = Date.now() + queueTimeout;
+    while (true) {
+      let full = false;
+      for (const slot of order()) {
+        if (slot.active >= maxConcurrent) {
+          full = true;
+          continue;
+        }
+        if (refused.length > 0 && refused.includes(slot.name)) continue;
+        slot.active++;
+        let response: Response;
+        try {
+          const forward = new Request(request.url, {
+            ...init,
+            body: body instanceof Uint8Array ? body.slice() : body,
+          });
+          response = await slot.client.fetch(forward, call);
+        } catch (error) {
+          release(slot);
+          if (neverConnected(error)) {
+            slot.downUntil = Date.now() + retryInterval;
+            refused.push(slot.name);
+            reasons.push((error as Error).message);
+            continue;
+          }
+          return errorResponse(error);
+        }
+        slot.downUntil = 0;
+        return releaseWhenDone(response, () => release(slot));
+      }
+      if (!full) {
+        await cancelBody(body);
+        return textResponse(
+          502,
+          `no SCGI backend reachable: ${reasons.join("; ")}`,
+        );
+      }
+      // The backends not yet tried are all at maxConcurrent: wait for one.
+      if (!await waitForSlot(deadline - Date.now(), request.signal)) {
+        await cancelBody(body);
+        return textResponse(503, "every SCGI backend is busy");
+      }
+    }
+  };
+}
+
+// The client options that pass through unchanged.
+function pick(options: ScgiProxyOptions): ScgiClientOptions {
+  const out: ScgiClientOptions = {};
+  for (
+    const key of [
+      "connectTimeout",
+      "headTimeout",
+      "idleTimeout",
+      "maxHeadBytes",
+      "maxResponseBytes",
+      "maxBufferedBodyBytes",
+    ] as const
+  ) {
+    const value = options[key];
+    if (value !== undefined) out[key] = value;
+  }
+  return out;
+}
+
+function normalizeMount(mount: string): string {
+  if (!mount.startsWith("/")) {
+    throw new TypeError(`mount ${JSON.stringify(mount)} must start with "/"`);
+  }
+  return mount.replace(/\/+$/, "");
+}
+
+function inMount(path: string, mount: string): boolean {
+  return mount === "" || path === mount || path.startsWith(mount + "/");
+}
+
+/**
+ * Parses a backend as the command line names it: `host:port`, `[::1]:port`,
+ * `unix:/path.sock`, `scgi://host:port` or `scgi+unix://%2Fpath.sock`; an
+ * object passes through.
+ *
+ * @param spec The backend.
+ * @returns Where to connect.
+ * @throws {TypeError} When it names no backend.
+ *
+ * @example
+ * ```ts
+ * import { parseBackend } from "./gateway.ts";
+ *
+ * console.assert("path" in parseBackend("unix:/run/app.sock"));
+ * console.assert(JSON.stringify(parseBackend("[::1]:4000")) ===
+ *   JSON.stringify({ hostname: "::1", port: 4000 }));
+ * ```
+ */
+export function parseBackend(spec: ScgiBackend | string): ScgiBackend {
+  if (typeof spec !== "string") {
+    if ("path" in spec) return { path: spec.path };
+    return { ...spec };
+  }
+  if (spec.startsWith("unix:") && !spec.startsWith("unix://")) {
+    const path = spec.slice(5);
+    if (!path) throw new TypeError(`backend ${spec} names no socket path`);
+    return { path };
+  }
+  if (spec.startsWith("scgi+unix://")) {
+    const path = decodeURIComponent(new URL(spec).hostname);
+    if (!path) throw new TypeError(`backend ${spec} names no socket path`);
+    return { path };
+  }
+  const text = spec.startsWith("scgi://")
+    ? spec.slice(7).replace(/\/.*$/, "")
+    : spec;
+  const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:\[\]/]*)):([0-9]{1,5})$/.exec(
+    text,
+  );
+  const port = Number(match?.[3]);
+  if (!match || port < 1 || port > 65535) {
+    throw new TypeError(
+      `backend ${JSON.stringify(spec)} is not HOST:PORT or unix:PATH`,
+    );
+  }
+  return { hostname: match[1] ?? (match[2] || "127.0.0.1"), port };
+}
+
+function describeBackend(backend: ScgiBackend): string {
+  if ("path" in backend) return `unix:${backend.path}`;
+  const host = backend.hostname ?? "127.0.0.1";
+  return `${host.includes(":") ? `[${host}]` : host}:${backend.port}`;
+}
+
+// True when the connection was never made, so nothing of the request went
+// out and another backend may take it. The client says "cannot connect" or
+// "no socket" only from its connect step.
+function neverConnected(error: unknown): boolean {
+  if (!(error instanceof ScgiClientError)) return false;
+  return error.code === "connection_refused" ||
+    (error.code === "connection_failed" &&
+      error.message.startsWith("cannot connect"));
+}
+
+function errorResponse(error: unknown): Response {
+  if (error instanceof ScgiClientError) {
+    switch (error.code) {
+      case "connect_timeout":
+      case "head_timeout":
+      case "idle_timeout":
+        return textResponse(504, `SCGI backend timed out: ${error.message}`);
+      case "request_too_large":
+        return textResponse(413, error.message);
+      case "request_body_mismatch":
+        return textResponse(400, error.message);
+      default:
+        return textResponse(502, `bad SCGI backend: ${error.message}`);
+    }
+  }
+  return textResponse(
+    502,
+    `bad SCGI backend: ${(error as Error)?.message ?? error}`,
+  );
+}
+
+function textResponse(status: number, message: string): Response {
+  return new Response(message + "\n", {
+    status,
+    headers: { "content-type": "text/plain; charset=utf-8" },
+  });
+}
+
+async function cancelBody(
+  body: ReadableStream<Uint8Array> | Uint8Array | null,
+): Promise<void> {
+  if (body instanceof ReadableStream) await body.cancel().catch(() => {});
+}
+
+async function readAll(
+  stream: ReadableStream<Uint8Array>,
+  limit: number,
+): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  let length = 0;
+  for await (const chunk of stream) {
+    length += chunk.length;
+    if (length > limit) {
+      throw new ScgiClientError(
+        "request_too_large",
+        `request body without a content-length is over ${limit} bytes`,
+      );
+    }
+    chunks.push(chunk);
+  }
+  const bytes = new Uint8Array(length);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return bytes;
+}
+
+// Calls done once the response body has ended, failed or been cancelled.
+function releaseWhenDone(response: Response, done: () => void): Response {
+  const source = response.body;
+  if (!source) {
+    done();
+    return response;
+  }
+  let released = false;
+  const finish = () => {
+    if (!released) {
+      released = true;
+      done();
+    }
+  };
+  const reader = source.getReader();
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const { done, value } = await reader.read();
+        if (done) {
+          finish();
+          controller.close();
+        } else {
+          controller.enqueue(value);
+        }
+      } catch (error) {
+        finish();
+        controller.error(error);
+      }
+    },
+    async cancel(reason) {
+      finish();
+      await reader.cancel(reason).catch(() => {});
+    },
+  });
+  return new Response(body, {
+    status: response.status,
+    statusText: response.statusText,
+    headers: response.headers,
+  });
+}
