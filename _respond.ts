@@ -1,0 +1,105 @@
+// The parts of the server's request path that the test client (testing.ts)
+// runs too, so that a unit test goes through the code a front end reaches:
+// the handler info, the error answers and the choice of answer format.
+// Private to the package.
+
+import type { CgiEnv, CgiVariableList } from "./codec/request_head.ts";
+import { encodeCgiResponse } from "./codec/response_to_cgi.ts";
+import {
+  encodeGeminiResponse,
+  isGeminiRequest,
+  type ScgiProtocol,
+} from "./gemini.ts";
+import type { ScgiHandlerInfo } from "./server.ts";
+
+/** The info a handler gets for a decoded request head. */
+export function handlerInfo(
+  head: { env: CgiEnv; envList: CgiVariableList },
+  connAddr: Deno.Addr,
+  completed: Promise<void>,
+): ScgiHandlerInfo {
+  const env = head.env;
+  return {
+    remoteAddr: env.REMOTE_ADDR
+      ? {
+        transport: "tcp",
+        hostname: env.REMOTE_ADDR,
+        port: Number(env.REMOTE_PORT) || 0,
+      }
+      : connAddr,
+    connAddr,
+    completed,
+    env,
+    envList: head.envList,
+  };
+}
+
+/** A short plain-text answer the server gives on its own. */
+export function errorResponse(status: number, message: string): Response {
+  return new Response(message + "\n", {
+    status,
+    headers: { "content-type": "text/plain; charset=utf-8" },
+  });
+}
+
+/**
+ * Whether the answer is written as a raw Gemini response: always for
+ * `"gemini"`, for `"auto"` (the default) when the request has `GEMINI_URL`.
+ * Without variables (a malformed request) only `"gemini"` says so.
+ */
+export function answersInGemini(
+  protocol: ScgiProtocol | undefined,
+  env?: CgiEnv,
+): boolean {
+  if (protocol === "gemini") return true;
+  if (protocol === "cgi" || env === undefined) return false;
+  return isGeminiRequest(env);
+}
+
+/** The output chunks of a response in the chosen format. */
+export function encodeResponse(
+  response: Response,
+  method: string,
+  gemini: boolean,
+): AsyncGenerator<Uint8Array<ArrayBuffer>, void, undefined> {
+  return gemini
+    ? encodeGeminiResponse(response)
+    : encodeCgiResponse(response, { method });
+}
+
+/**
+ * The output of one answer: the chunks of `response`, and when its body
+ * fails before anything went out, the chunks of `onError`'s answer instead.
+ * A failure after the head can't be answered (a second head can't follow),
+ * so it ends the output with the error.
+ */
+export async function* responseOutput(
+  response: Response,
+  method: string,
+  gemini: boolean,
+  onError: (error: unknown) => Promise<Response>,
+): AsyncGenerator<Uint8Array<ArrayBuffer>, void, undefined> {
+  let chunks = encodeResponse(response, method, gemini);
+  let headSent = false;
+  try {
+    while (true) {
+      let next: IteratorResult<Uint8Array<ArrayBuffer>>;
+      try {
+        next = await chunks.next();
+      } catch (error) {
+        const fallback = await onError(error);
+        if (headSent) {
+          fallback.body?.cancel().catch(() => {});
+          throw error;
+        }
+        chunks = encodeResponse(fallback, method, gemini);
+        continue;
+      }
+      if (next.done) return;
+      yield next.value;
+      headSent = true;
+    }
+  } finally {
+    chunks.return().catch(() => {});
+  }
+}

@@ -1,0 +1,416 @@
+// Gemini over SCGI, both ways: our server in the role of a Gemini app behind
+// Xitzin (raw bytes in, raw bytes compared), and our client in the role of
+// Xitzin calling a raw Gemini backend, byte for byte against the formats in
+// Xitzin's SCGI documentation.
+
+import assert from "node:assert/strict";
+import {
+  encodeGeminiHead,
+  encodeRequestHead,
+  gemini,
+  geminiHeadFor,
+  geminiResponse,
+  httpStatusFromGemini,
+  parseGeminiHead,
+  readGeminiStatus,
+  readRequestHead,
+  ScgiClientError,
+  scgiFetch,
+  type ScgiHandler,
+  serve,
+  type ServeOptions,
+} from "../mod.ts";
+import type { CgiEnv } from "../codec/request_head.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** What Xitzin sends for `gemini://example.com/api/test?search=hello`. */
+const XITZIN_ENV = {
+  PATH_INFO: "/test",
+  QUERY_STRING: "search=hello",
+  SCRIPT_NAME: "/api",
+  SERVER_NAME: "example.com",
+  SERVER_PORT: "1965",
+  GEMINI_URL: "gemini://example.com/api/test?search=hello",
+  TLS_CLIENT_HASH: "abc123",
+  TLS_CLIENT_AUTHORISED: "1",
+  XITZIN_DB_URL: "postgres://localhost/mydb",
+};
+
+function quietServer(handler: ScgiHandler, options: ServeOptions = {}) {
+  return serve({ port: 0, onListen() {}, ...options }, handler);
+}
+
+/** Plays Xitzin: sends raw SCGI bytes and returns every byte of the answer. */
+async function asXitzin(
+  server: { addr: Deno.Addr },
+  env: Record<string, string> = XITZIN_ENV,
+): Promise<string> {
+  const { port } = server.addr as Deno.NetAddr;
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const writer = conn.writable.getWriter();
+  await writer.write(encodeRequestHead(env, 0));
+  writer.releaseLock();
+  return decoder.decode(await new Response(conn.readable).arrayBuffer());
+}
+
+Deno.test("gemini server: the exact answers of Xitzin's documentation", async () => {
+  const seen: CgiEnv[] = [];
+  await using server = quietServer((request, info) => {
+    seen.push(info.env);
+    switch (info.env.PATH_INFO) {
+      case "/hello":
+        return gemini.success("# Hello World");
+      case "/name":
+        return gemini.input("Enter your name:");
+      case "/old":
+        return gemini.redirect("gemini://example.com/new-location");
+      case "/env":
+        return gemini.success(
+          [
+            request.url,
+            info.env.TLS_CLIENT_HASH,
+            info.env.TLS_CLIENT_AUTHORISED,
+            info.env.XITZIN_DB_URL,
+          ].join("\n"),
+          "text/plain",
+        );
+      default:
+        return gemini.notFound();
+    }
+  });
+  const ask = (path: string) =>
+    asXitzin(server, { ...XITZIN_ENV, PATH_INFO: path });
+  assert.equal(await ask("/hello"), "20 text/gemini\r\n# Hello World");
+  assert.equal(await ask("/name"), "10 Enter your name:\r\n");
+  assert.equal(await ask("/old"), "30 gemini://example.com/new-location\r\n");
+  assert.equal(await ask("/missing"), "51 Not found\r\n");
+  assert.equal(
+    await ask("/env"),
+    "20 text/plain\r\ngemini://example.com/api/test?search=hello\nabc123\n1\npostgres://localhost/mydb",
+  );
+  assert.equal(seen.length, 5);
+  assert.equal(seen[0]!.SCGI, "1");
+  assert.equal(seen[0]!.CONTENT_LENGTH, "0");
+});
+
+Deno.test("gemini server: plain HTTP responses to a Gemini request are translated", async () => {
+  const answers: Record<string, () => Response> = {
+    "/ok": () =>
+      new Response("# hi\n", { headers: { "content-type": "text/gemini" } }),
+    "/text": () => new Response("plain"),
+    "/empty": () => new Response(null, { status: 204 }),
+    "/found": () => Response.redirect("gemini://example.com/b", 302),
+    "/moved": () => Response.redirect("gemini://example.com/c", 301),
+    "/perm": () => Response.redirect("gemini://example.com/d", 308),
+    "/bad": () => new Response("no", { status: 400 }),
+    "/auth": () => new Response("no", { status: 401 }),
+    "/forbidden": () => new Response("no", { status: 403 }),
+    "/gone": () => new Response("no", { status: 410 }),
+    "/slow": () =>
+      new Response("no", { status: 429, headers: { "retry-after": "30" } }),
+    "/teapot": () => new Response("no", { status: 418 }),
+    "/down": () => new Response("no", { status: 503 }),
+    "/gateway": () => new Response("no", { status: 502 }),
+    "/odd": () => new Response("no", { status: 507 }),
+    "/reason": () =>
+      new Response("no", { status: 404, statusText: "No such page" }),
+    "/throw": () => {
+      throw new Error("boom");
+    },
+  };
+  await using server = quietServer(
+    (_request, info) =>
+      answers[info.env.PATH_INFO!]?.() ?? new Response("?", { status: 404 }),
+    { onError: () => new Response("oops", { status: 500 }) },
+  );
+  const ask = (path: string) =>
+    asXitzin(server, { ...XITZIN_ENV, PATH_INFO: path });
+  assert.equal(await ask("/ok"), "20 text/gemini\r\n# hi\n");
+  assert.equal(await ask("/text"), "20 text/plain;charset=UTF-8\r\nplain");
+  assert.equal(await ask("/empty"), "20 text/gemini\r\n");
+  assert.equal(await ask("/found"), "30 gemini://example.com/b\r\n");
+  assert.equal(await ask("/moved"), "31 gemini://example.com/c\r\n");
+  assert.equal(await ask("/perm"), "31 gemini://example.com/d\r\n");
+  assert.equal(await ask("/bad"), "59 Bad Request\r\n");
+  assert.equal(await ask("/auth"), "60 Unauthorized\r\n");
+  assert.equal(await ask("/forbidden"), "61 Forbidden\r\n");
+  assert.equal(await ask("/gone"), "52 Gone\r\n");
+  assert.equal(await ask("/slow"), "44 30\r\n");
+  assert.equal(await ask("/teapot"), "50 I'm a Teapot\r\n");
+  assert.equal(await ask("/down"), "41 Service Unavailable\r\n");
+  assert.equal(await ask("/gateway"), "43 Bad Gateway\r\n");
+  assert.equal(await ask("/odd"), "40 Insufficient Storage\r\n");
+  assert.equal(await ask("/reason"), "51 No such page\r\n");
+  assert.equal(await ask("/throw"), "42 Internal Server Error\r\n");
+});
+
+Deno.test("gemini server: protocol option: auto, cgi, gemini", async () => {
+  const handler = () => gemini.notFound();
+  const plain = { ...XITZIN_ENV } as Record<string, string>;
+  delete plain.GEMINI_URL;
+  {
+    await using server = quietServer(handler);
+    assert.equal(await asXitzin(server), "51 Not found\r\n");
+    // auto without GEMINI_URL: an HTTP front end gets CGI.
+    const cgi = await asXitzin(server, plain);
+    assert.match(cgi, /^Status: 404 Not Found\r\n/);
+    assert.match(cgi, /\r\nx-gemini-status: 51\r\n/);
+  }
+  {
+    await using server = quietServer(handler, { protocol: "cgi" });
+    assert.match(await asXitzin(server), /^Status: 404 Not Found\r\n/);
+  }
+  {
+    await using server = quietServer(handler, { protocol: "gemini" });
+    assert.equal(await asXitzin(server, plain), "51 Not found\r\n");
+    // A malformed request gets a Gemini answer too.
+    const { port } = server.addr as Deno.NetAddr;
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const writer = conn.writable.getWriter();
+    await writer.write(encoder.encode("not a netstring"));
+    writer.releaseLock();
+    await conn.closeWrite();
+    const answer = decoder.decode(
+      await new Response(conn.readable).arrayBuffer(),
+    );
+    assert.equal(answer, "59 Bad Request\r\n");
+  }
+});
+
+Deno.test("gemini server: a bad Gemini answer goes to onError", async () => {
+  const errors: unknown[] = [];
+  await using server = quietServer(
+    () => new Response("x", { headers: { "x-gemini-status": "99" } }),
+    {
+      onError: (error) => {
+        errors.push(error);
+        return new Response(null, { status: 500 });
+      },
+    },
+  );
+  assert.equal(await asXitzin(server), "42 Internal Server Error\r\n");
+  assert.equal(errors.length, 1);
+  assert.match(String(errors[0]), /not a Gemini status/);
+});
+
+/** Plays a raw Gemini SCGI backend (Xitzin's mock server): one answer each. */
+function rawBackend(answers: (string | Uint8Array)[]) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const received: CgiEnv[] = [];
+  const done = (async () => {
+    for (const answer of answers) {
+      const conn = await listener.accept();
+      const reader = conn.readable.getReader();
+      const head = await readRequestHead({ read: () => reader.read() });
+      received.push(head.env);
+      reader.releaseLock();
+      const writer = conn.writable.getWriter();
+      await writer.write(
+        typeof answer === "string" ? encoder.encode(answer) : answer,
+      );
+      writer.releaseLock();
+      conn.close();
+    }
+    listener.close();
+  })();
+  const { port } = listener.addr as Deno.NetAddr;
+  return { url: `scgi://127.0.0.1:${port}`, received, done };
+}
+
+Deno.test("gemini client: scgiFetch reads Xitzin's documented answers", async () => {
+  const backend = rawBackend([
+    "20 text/gemini\r\n# Mock Response\n",
+    "30 gemini://example.com/new-location\r\n",
+    "51 Not found\r\n",
+    "10 Enter your name:\r\n",
+    "11 Password:\r\n",
+    "31 gemini://example.com/permanent\r\n",
+    "20 text/gemini\r\n",
+    "44 30\r\n",
+  ]);
+  const env = { ...XITZIN_ENV };
+  const fetchOne = () =>
+    scgiFetch(`${backend.url}/api/test?search=hello`, { env });
+
+  const ok = await fetchOne();
+  assert.equal(ok.status, 200);
+  assert.equal(ok.headers.get("content-type"), "text/gemini");
+  assert.equal(ok.headers.get("x-gemini-status"), "20");
+  assert.equal(ok.headers.get("x-gemini-meta"), "text/gemini");
+  assert.equal(await ok.text(), "# Mock Response\n");
+
+  const redirect = await fetchOne();
+  assert.equal(redirect.status, 302);
+  assert.equal(
+    redirect.headers.get("location"),
+    "gemini://example.com/new-location",
+  );
+  assert.deepEqual(readGeminiStatus(redirect), {
+    status: 30,
+    meta: "gemini://example.com/new-location",
+  });
+  assert.equal(redirect.body, null);
+
+  const missing = await fetchOne();
+  assert.equal(missing.status, 404);
+  assert.deepEqual(readGeminiStatus(missing), {
+    status: 51,
+    meta: "Not found",
+  });
+
+  const input = await fetchOne();
+  assert.equal(input.status, 200);
+  assert.deepEqual(readGeminiStatus(input), {
+    status: 10,
+    meta: "Enter your name:",
+  });
+  assert.equal(input.body, null);
+
+  assert.deepEqual(readGeminiStatus(await fetchOne()), {
+    status: 11,
+    meta: "Password:",
+  });
+  assert.equal((await fetchOne()).status, 301);
+  const empty = await fetchOne();
+  assert.equal(await empty.text(), "");
+  const slow = await fetchOne();
+  assert.equal(slow.status, 429);
+  assert.equal(readGeminiStatus(slow)?.meta, "30");
+
+  await backend.done;
+  // What the backend received: Xitzin's variables, app state included.
+  const first = backend.received[0]!;
+  assert.equal(first.SCGI, "1");
+  assert.equal(first.CONTENT_LENGTH, "0");
+  assert.equal(first.GEMINI_URL, "gemini://example.com/api/test?search=hello");
+  assert.equal(first.PATH_INFO, "/test");
+  assert.equal(first.QUERY_STRING, "search=hello");
+  assert.equal(first.TLS_CLIENT_HASH, "abc123");
+  assert.equal(first.TLS_CLIENT_AUTHORISED, "1");
+  assert.equal(first.XITZIN_DB_URL, "postgres://localhost/mydb");
+  assert.equal(first.SERVER_PORT, "1965");
+});
+
+Deno.test("gemini client: protocol option and malformed answers", async () => {
+  const backend = rawBackend([
+    "20 text/gemini\r\nhi",
+    "Status: 200 OK\r\n\r\nhi",
+    "51 Not found", // no line end before the close: still a status line
+    "7 bad\r\n",
+    "",
+  ]);
+  await assert.rejects(
+    scgiFetch(`${backend.url}/`, { protocol: "cgi" }),
+    (error) =>
+      error instanceof ScgiClientError && error.code === "malformed_response",
+  );
+  await assert.rejects(
+    scgiFetch(`${backend.url}/`, { protocol: "gemini" }),
+    (error) =>
+      error instanceof ScgiClientError && error.code === "malformed_response",
+  );
+  assert.equal(
+    (await scgiFetch(`${backend.url}/`, { protocol: "gemini" })).status,
+    404,
+  );
+  await assert.rejects(
+    scgiFetch(`${backend.url}/`),
+    (error) =>
+      error instanceof ScgiClientError && error.code === "malformed_response",
+  );
+  await assert.rejects(
+    scgiFetch(`${backend.url}/`, { protocol: "gemini" }),
+    (error) =>
+      error instanceof ScgiClientError && error.code === "malformed_response",
+  );
+  await backend.done;
+});
+
+Deno.test("gemini: our server and our client, UTF-8 meta and a streamed body", async () => {
+  await using server = quietServer((request) => {
+    const query = new URL(request.url).search.slice(1);
+    if (!query) return gemini.input("Wie heißt du?");
+    const stream = new ReadableStream<Uint8Array>({
+      async start(controller) {
+        controller.enqueue(encoder.encode("# Grüß dich, "));
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        controller.enqueue(encoder.encode(decodeURIComponent(query)));
+        controller.close();
+      },
+    });
+    return gemini.success(stream, "text/gemini; lang=de");
+  });
+  const { port } = server.addr as Deno.NetAddr;
+  const ask = await scgiFetch(`scgi://127.0.0.1:${port}/greet`, {
+    env: { GEMINI_URL: "gemini://example.com/greet" },
+  });
+  assert.deepEqual(readGeminiStatus(ask), {
+    status: 10,
+    meta: "Wie heißt du?",
+  });
+  const answer = await scgiFetch(`scgi://127.0.0.1:${port}/greet`, {
+    env: { GEMINI_URL: "gemini://example.com/greet?J%C3%BCrgen" },
+  });
+  assert.equal(answer.headers.get("content-type"), "text/gemini; lang=de");
+  assert.equal(await answer.text(), "# Grüß dich, Jürgen");
+});
+
+Deno.test("gemini: status tables and validation", () => {
+  assert.equal(httpStatusFromGemini(10), 200);
+  assert.equal(httpStatusFromGemini(20), 200);
+  assert.equal(httpStatusFromGemini(30), 302);
+  assert.equal(httpStatusFromGemini(31), 301);
+  assert.equal(httpStatusFromGemini(42), 500);
+  assert.equal(httpStatusFromGemini(43), 502);
+  assert.equal(httpStatusFromGemini(51), 404);
+  assert.equal(httpStatusFromGemini(59), 400);
+  assert.equal(httpStatusFromGemini(62), 403);
+  assert.equal(httpStatusFromGemini(45), 500);
+  assert.equal(httpStatusFromGemini(57), 400);
+
+  assert.deepEqual(geminiHeadFor(new Response("x")), {
+    status: 20,
+    meta: "text/plain;charset=UTF-8",
+  });
+  assert.deepEqual(geminiHeadFor(new Response(null, { status: 302 })), {
+    status: 40,
+    meta: "Found without a Location",
+  });
+  assert.deepEqual(geminiHeadFor(new Response(null, { status: 429 })), {
+    status: 44,
+    meta: "60",
+  });
+
+  assert.deepEqual(parseGeminiHead("20 text/gemini"), {
+    status: 20,
+    meta: "text/gemini",
+  });
+  assert.deepEqual(parseGeminiHead("40"), { status: 40, meta: "" });
+  assert.equal(parseGeminiHead("200 OK"), undefined);
+  assert.equal(parseGeminiHead("Status: 200"), undefined);
+  assert.equal(parseGeminiHead("70 x"), undefined);
+  assert.equal(
+    decoder.decode(encodeGeminiHead({ status: 20, meta: "text/gemini" })),
+    "20 text/gemini\r\n",
+  );
+
+  assert.throws(() => geminiResponse(9, "x"), TypeError);
+  assert.throws(() => geminiResponse(70, "x"), TypeError);
+  assert.throws(() => geminiResponse(20, "a\r\nb"), TypeError);
+  assert.throws(() => geminiResponse(20, "x".repeat(1025)), TypeError);
+  assert.throws(() => geminiResponse(51, "Not found", "body"), TypeError);
+  assert.throws(() => gemini.temporaryFailure("x", 51), TypeError);
+  assert.equal(
+    gemini.permanentFailure("gone", 52).headers.get("x-gemini-status"),
+    "52",
+  );
+  assert.equal(
+    gemini.input("pw", { sensitive: true }).headers.get("x-gemini-status"),
+    "11",
+  );
+  assert.equal(gemini.redirect("gemini://x/", { permanent: true }).status, 301);
+  assert.equal(gemini.certificateRequired().status, 401);
+  assert.equal(gemini.badRequest().headers.get("x-gemini-status"), "59");
+});
