@@ -429,6 +429,11 @@ export interface FrontEndQuirks {
   streams: boolean;
   /** How the app sees a client that leaves mid-response. */
   clientGone: GoneOutcome;
+  /**
+   * `SCRIPT_NAME` and `PATH_INFO` for `/echo/café/a b` mounted at `/`
+   * (`undefined`: not sent). The URL never depends on them.
+   */
+  scriptNameAndPathInfo: [string | undefined, string | undefined];
 }
 
 /** Runs every case as a step of `t` against a running front end and app. */
@@ -488,6 +493,10 @@ export async function frontEndCases(
     assert.equal(url.searchParams.get("u"), "é");
     assert.equal(url.searchParams.get("plus"), "a b");
     assert.equal(url.searchParams.get("raw"), "ü");
+    assert.deepEqual(
+      [report.env.SCRIPT_NAME, report.env.PATH_INFO],
+      quirks.scriptNameAndPathInfo,
+    );
   });
 
   await t.step("a 3000-character URL", async () => {

@@ -11,6 +11,8 @@ const LIGHTTPD: FrontEndQuirks = {
   chunkedUpload: "body",
   streams: true,
   clientGone: "aborted",
+  // `fix-root-scriptname`: the whole path is PATH_INFO at the root mount.
+  scriptNameAndPathInfo: ["", "/echo/café/a b"],
 };
 
 frontEndSuite("lighttpd", "tcp", "lighttpd.conf", LIGHTTPD, peerTest);

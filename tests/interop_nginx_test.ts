@@ -19,6 +19,8 @@ const NGINX: FrontEndQuirks = {
   // With `X-Accel-Buffering: no` from the backend.
   streams: true,
   clientGone: "aborted",
+  // nginx sends neither (DOCUMENT_URI holds the decoded path).
+  scriptNameAndPathInfo: [undefined, undefined],
 };
 
 frontEndSuite("nginx", "tcp", "nginx.conf", NGINX, peerTest);
