@@ -128,7 +128,7 @@ export function httpStatusFromGemini(status: number): number {
 export function geminiHeadFor(
   response: Pick<Response, "status" | "statusText" | "headers">,
 ): GeminiStatus {
-  const { headers, status } = response;
+  const { headers } = response;
   const explicit = headers.get(GEMINI_STATUS_HEADER);
   let head: GeminiStatus;
   if (explicit !== null) {
@@ -199,7 +199,7 @@ function metaText(byteString: string): string {
 }
 
 function metaHeader(text: string): string {
-  if (!/[^\x00-\x7f]/.test(text)) return text;
+  if (!/[^ -~\t]/.test(text)) return text;
   return String.fromCharCode(...utf8.encode(text));
 }
 
