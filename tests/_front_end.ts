@@ -434,6 +434,8 @@ export interface FrontEndQuirks {
    * (`undefined`: not sent). The URL never depends on them.
    */
   scriptNameAndPathInfo: [string | undefined, string | undefined];
+  /** The status a client gets when nothing listens at the backend address. */
+  backendDown: number;
 }
 
 /** Runs every case as a step of `t` against a running front end and app. */
@@ -751,6 +753,12 @@ export function frontEndSuite(
       await using backend = await startBackend(transport, app.handler);
       await using front = await startFrontEnd(kind, template, backend.values);
       await frontEndCases(t, front, app, quirks);
+      await t.step("the backend is down", async () => {
+        await backend.stop();
+        const response = await front.fetch("/echo/down");
+        await response.body?.cancel();
+        assert.equal(response.status, quirks.backendDown);
+      });
       if (Deno.env.get("SCGI_INTEROP_LOG")) console.log(front.peer.output());
     },
   );

@@ -16,6 +16,7 @@ const APACHE: FrontEndQuirks = {
   clientGone: "aborted",
   // SCRIPT_NAME is the whole decoded path; no PATH_INFO.
   scriptNameAndPathInfo: ["/echo/café/a b", undefined],
+  backendDown: 503,
 };
 
 frontEndSuite("apache", "tcp", "apache.conf", APACHE, peerTest);

@@ -13,6 +13,7 @@ const LIGHTTPD: FrontEndQuirks = {
   clientGone: "aborted",
   // `fix-root-scriptname`: the whole path is PATH_INFO at the root mount.
   scriptNameAndPathInfo: ["", "/echo/café/a b"],
+  backendDown: 503,
 };
 
 frontEndSuite("lighttpd", "tcp", "lighttpd.conf", LIGHTTPD, peerTest);
