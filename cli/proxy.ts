@@ -1,0 +1,263 @@
+/**
+ * `scgi proxy`: an HTTP server (`Deno.serve`) in front of SCGI backends,
+ * using the gateway of `gateway.ts`, with an access log on stdout.
+ *
+ * @module
+ */
+
+import { parseBackend, scgiProxy } from "../gateway.ts";
+import {
+  duration,
+  integer,
+  noMore,
+  onStopSignal,
+  out,
+  parse,
+  UsageError,
+} from "./_args.ts";
+
+/** The help text of `scgi proxy`. */
+export const HELP =
+  `Usage: scgi proxy --backend ADDR [--backend ADDR ...] [options]
+
+An HTTP server in front of SCGI backends, as nginx's scgi_pass would be: the
+requests under --mount go to the backends (round robin; one that refuses
+connections is skipped for --retry-interval), the rest get 404. One access
+log line per request on stdout (common log format, or JSON lines with
+--json). SIGINT/SIGTERM stop it gracefully.
+
+Options:
+  -l, --listen [HOST:]PORT   where to listen for HTTP (default 8000)
+      --hostname HOST        address to listen on (default 127.0.0.1)
+  -b, --backend ADDR         an SCGI backend: HOST:PORT, [V6]:PORT,
+                             unix:/PATH.sock or scgi://HOST:PORT (repeatable)
+      --mount PREFIX         path prefix sent as SCRIPT_NAME (default /)
+      --max-concurrent N     requests in flight per backend; more wait up to
+                             --queue-timeout, then get 503 (default no limit)
+      --queue-timeout S      (default 10)
+      --retry-interval S     how long a refusing backend is skipped
+                             (default 5)
+      --connect-timeout S    504 when a backend doesn't accept (default 10)
+      --timeout S            504 when a backend sends no head (default 60)
+      --json                 access log as JSON lines
+  -q, --quiet                no access log
+  -h, --help                 show this help
+
+Answers of its own: 502 backend refused or sent a malformed response, 504
+backend too slow, 503 every backend busy, 404 outside --mount.
+
+Examples:
+  scgi proxy --listen 8000 --backend 127.0.0.1:4000
+  scgi proxy --listen 8080 --mount /app -b 127.0.0.1:4000 -b 127.0.0.1:4001
+  scgi proxy --listen 127.0.0.1:8000 --backend unix:/run/app/scgi.sock
+
+Least permissions (see docs/cli.md):
+  deno run --allow-net=127.0.0.1:8000,127.0.0.1:4000 cli.ts proxy \\
+    --listen 8000 --backend 127.0.0.1:4000
+`;
+
+/** Runs `scgi proxy` with its arguments; resolves to the exit status. */
+export async function proxy(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, {
+    listen: { type: "string", short: "l" },
+    hostname: { type: "string" },
+    backend: { type: "string", short: "b", multiple: true },
+    mount: { type: "string" },
+    "max-concurrent": { type: "string" },
+    "queue-timeout": { type: "string" },
+    "retry-interval": { type: "string" },
+    "connect-timeout": { type: "string" },
+    timeout: { type: "string" },
+    json: { type: "boolean" },
+    quiet: { type: "boolean", short: "q" },
+    help: { type: "boolean", short: "h" },
+  });
+  if (values.help) {
+    await out(HELP);
+    return 0;
+  }
+  noMore(positionals, 0);
+  if (!values.backend || values.backend.length === 0) {
+    throw new UsageError("give at least one --backend HOST:PORT or unix:PATH");
+  }
+  const backends = values.backend.map((spec) => {
+    try {
+      return parseBackend(spec);
+    } catch (error) {
+      throw new UsageError((error as Error).message);
+    }
+  });
+  let hostname = values.hostname ?? "127.0.0.1";
+  let port = 8000;
+  if (values.listen !== undefined) {
+    const match = /^(?:\[([^\]]+)\]:|([^:]+):)?([0-9]+)$/.exec(values.listen);
+    if (!match) {
+      throw new UsageError(
+        `--listen must be PORT or HOST:PORT, not ${
+          JSON.stringify(values.listen)
+        }`,
+      );
+    }
+    if (match[1] ?? match[2]) {
+      if (values.hostname !== undefined) {
+        throw new UsageError(
+          "give the host in --listen or --hostname, not both",
+        );
+      }
+      hostname = (match[1] ?? match[2])!;
+    }
+    port = integer("--listen port", match[3]!, 0, 65535);
+  }
+  const mount = values.mount ?? "/";
+  if (!mount.startsWith("/")) {
+    throw new UsageError(
+      `--mount must start with /, not ${JSON.stringify(mount)}`,
+    );
+  }
+  const seconds = (name: string, text: string | undefined) =>
+    text === undefined ? undefined : duration(name, text);
+  const maxConcurrent = values["max-concurrent"] !== undefined
+    ? integer("--max-concurrent", values["max-concurrent"], 1)
+    : undefined;
+  const queueTimeout = seconds("--queue-timeout", values["queue-timeout"]);
+  const retryInterval = seconds("--retry-interval", values["retry-interval"]);
+  const connectTimeout = seconds(
+    "--connect-timeout",
+    values["connect-timeout"],
+  );
+  const headTimeout = seconds("--timeout", values.timeout);
+
+  const log = values.quiet ? undefined : values.json ? "json" : "clf";
+  const server = Deno.serve({
+    hostname,
+    port,
+    onListen: (addr) => {
+      const host = addr.hostname.includes(":")
+        ? `[${addr.hostname}]`
+        : addr.hostname;
+      console.error(
+        `Listening on http://${host}:${addr.port}${
+          mount === "/" ? "/" : mount.replace(/\/*$/, "/")
+        } -> ${values.backend!.join(", ")}`,
+      );
+    },
+  }, (request, info) => {
+    const started = Date.now();
+    return handler(request, info).then((response) =>
+      log ? logged(request, info, response, started, log) : response
+    );
+  });
+  // SERVER_PORT is the port this front end listens on, as nginx sends it.
+  const handler = scgiProxy({
+    backends,
+    mount,
+    serverPort: server.addr.port,
+    ...(maxConcurrent !== undefined ? { maxConcurrent } : {}),
+    ...(queueTimeout !== undefined ? { queueTimeout } : {}),
+    ...(retryInterval !== undefined ? { retryInterval } : {}),
+    ...(connectTimeout !== undefined ? { connectTimeout } : {}),
+    ...(headTimeout !== undefined ? { headTimeout } : {}),
+  });
+  const removeSignals = onStopSignal(() => server.shutdown());
+  try {
+    await server.finished;
+  } finally {
+    removeSignals();
+  }
+  return 0;
+}
+
+const MONTHS = [
+  "Jan",
+  "Feb",
+  "Mar",
+  "Apr",
+  "May",
+  "Jun",
+  "Jul",
+  "Aug",
+  "Sep",
+  "Oct",
+  "Nov",
+  "Dec",
+];
+const encoder = new TextEncoder();
+
+// Logs once the body has been sent (or failed), with the bytes sent, as
+// nginx and Apache log at the end of a request.
+function logged(
+  request: Request,
+  info: Deno.ServeHandlerInfo,
+  response: Response,
+  started: number,
+  format: "clf" | "json",
+): Response {
+  let bytes = 0;
+  let done = false;
+  const write = (outcome: string) => {
+    if (done) return;
+    done = true;
+    const url = new URL(request.url);
+    const remote = "hostname" in info.remoteAddr
+      ? info.remoteAddr.hostname
+      : "-";
+    const line = format === "json"
+      ? JSON.stringify({
+        time: new Date(started).toISOString(),
+        remote,
+        method: request.method,
+        target: url.pathname + url.search,
+        status: response.status,
+        bytes,
+        ms: Date.now() - started,
+        ...(outcome ? { error: outcome } : {}),
+      })
+      : `${remote} - - [${clfDate(new Date(started))}] "${request.method} ${
+        (url.pathname + url.search).replace(/["\\\s]/g, encodeURIComponent)
+      } HTTP/1.1" ${response.status} ${bytes || "-"}`;
+    // A full stdout must not stall requests; lines are small.
+    Deno.stdout.write(encoder.encode(line + "\n")).catch(() => {});
+  };
+  if (!response.body) {
+    write("");
+    return response;
+  }
+  const reader = response.body.getReader();
+  return new Response(
+    new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        try {
+          const { done, value } = await reader.read();
+          if (done) {
+            controller.close();
+            write("");
+          } else {
+            bytes += value.length;
+            controller.enqueue(value);
+          }
+        } catch (error) {
+          write((error as Error)?.message ?? String(error));
+          controller.error(error);
+        }
+      },
+      async cancel(reason) {
+        write("client went away");
+        await reader.cancel(reason).catch(() => {});
+      },
+    }),
+    {
+      status: response.status,
+      statusText: response.statusText,
+      headers: response.headers,
+    },
+  );
+}
+
+function clfDate(date: Date): string {
+  const pad = (n: number) => String(n).padStart(2, "0");
+  return `${pad(date.getUTCDate())}/${
+    MONTHS[date.getUTCMonth()]
+  }/${date.getUTCFullYear()}:${pad(date.getUTCHours())}:${
+    pad(date.getUTCMinutes())
+  }:${pad(date.getUTCSeconds())} +0000`;
+}
