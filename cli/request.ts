@@ -193,6 +193,9 @@ async function readData(path: string): Promise<Uint8Array<ArrayBuffer>> {
 
 function failure(error: unknown, maxTime: number | undefined): CliError {
   if (error instanceof ScgiClientError) {
+    if (error.cause instanceof Deno.errors.NotCapable) {
+      return new CliError(`${error.message} (docs/cli.md lists the flags)`, 1);
+    }
     switch (error.code) {
       case "connection_refused":
       case "connection_failed":
