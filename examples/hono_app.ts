@@ -13,6 +13,8 @@
  *
  * @module
  */
+// Pinned inline so the library's deno.json stays free of dependencies.
+// deno-lint-ignore no-import-prefix
 import { Hono } from "npm:hono@4.13.19";
 import { type ScgiHandlerInfo, serve } from "../mod.ts";
 
