@@ -453,6 +453,8 @@ async function resetPeak(pid: number): Promise<boolean> {
 
 interface Transfer {
   mibps: number;
+  /** RSS when the transfer starts (after the load test the heap has grown). */
+  startRss: number;
   peakRss: number;
   ok: boolean;
   note: string;
@@ -467,6 +469,7 @@ async function transfer(
   pin: string | undefined,
 ): Promise<Transfer> {
   const fresh = await resetPeak(pid);
+  const startRss = await procStatus(pid, "VmRSS");
   const maxTime = String(Math.ceil(size / (5 * 1024 * 1024)) + 60);
   const args = [
     "-sS",
@@ -490,6 +493,7 @@ async function transfer(
   if (direction === "upload" && lines[0]?.trim() !== String(size)) ok = false;
   return {
     mibps: size / 1024 ** 2 / Number(time),
+    startRss,
     peakRss: await procStatus(pid, "VmHWM"),
     ok,
     note: `${code}${ok ? "" : ` moved ${moved} answer ${lines[0]}`}${
@@ -769,11 +773,11 @@ async function main(options: Options): Promise<void> {
       const b = transfers[BASELINE]!;
       const rows = [[
         "backend",
-        "idle RSS MiB",
+        "idle RSS",
         "up MiB/s",
-        "up peak RSS MiB",
+        "up RSS start/peak",
         "down MiB/s",
-        "down peak RSS MiB",
+        "down RSS start/peak",
         "up vs http",
         "down vs http",
         "ok",
@@ -784,9 +788,9 @@ async function main(options: Options): Promise<void> {
           backend,
           mib(idle[backend]!),
           up.mibps.toFixed(0),
-          mib(up.peakRss),
+          `${mib(up.startRss)}/${mib(up.peakRss)}`,
           down.mibps.toFixed(0),
-          mib(down.peakRss),
+          `${mib(down.startRss)}/${mib(down.peakRss)}`,
           ratio(up.mibps, b.up.mibps),
           ratio(down.mibps, b.down.mibps),
           up.ok && down.ok ? "yes" : `NO (${up.note}; ${down.note})`,
@@ -795,7 +799,7 @@ async function main(options: Options): Promise<void> {
       console.log(
         `\n## ${
           mib(options.size)
-        } MiB upload and download through nginx (curl)\n`,
+        } MiB upload and download through nginx (curl); RSS in MiB\n`,
       );
       console.log(table(rows));
     }
