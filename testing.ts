@@ -49,6 +49,10 @@ import { requestFromCgi } from "./codec/cgi_request.ts";
 import type { ScgiProtocol } from "./gemini.ts";
 import type { ScgiHandler, ServeOptions } from "./server.ts";
 
+export type { ScgiHandler, ScgiHandlerInfo, ServeOptions } from "./server.ts";
+export type { CgiEnv, CgiVariableList } from "./codec/request_head.ts";
+export type { ScgiProtocol } from "./gemini.ts";
+
 /** What a front end adds to a request: extra variables, mount, client. */
 export interface TestRequestOptions {
   /**

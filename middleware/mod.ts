@@ -32,6 +32,9 @@
 
 import type { ScgiHandler } from "../server.ts";
 
+export type { ScgiHandler, ScgiHandlerInfo } from "../server.ts";
+export type { CgiEnv, CgiVariableList } from "../codec/request_head.ts";
+
 export * from "./compress.ts";
 export * from "./access_log.ts";
 export * from "./health.ts";
