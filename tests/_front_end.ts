@@ -763,3 +763,41 @@ export function frontEndSuite(
     },
   );
 }
+
+/**
+ * Problems with how docs/deployment.md quotes docs/configs/: a block after
+ * `<!-- file: configs/X -->` must be X exactly, a block after
+ * `<!-- excerpt: configs/X -->` a run of whole lines of X, and every config
+ * file must be quoted in full or in part.
+ */
+export async function deploymentDocProblems(): Promise<string[]> {
+  const docs = new URL("../docs/", import.meta.url);
+  const text = await Deno.readTextFile(new URL("deployment.md", docs));
+  const problems: string[] = [];
+  const quoted = new Set<string>();
+  const marker =
+    /<!-- (file|excerpt): (configs\/[^ ]+) -->\n\n```[a-z]*\n([\s\S]*?)^```$/gm;
+  for (const [, kind, name, block] of text.matchAll(marker)) {
+    quoted.add(name!);
+    let file: string;
+    try {
+      file = await Deno.readTextFile(new URL(name!, docs));
+    } catch {
+      problems.push(`${name} is quoted but does not exist`);
+      continue;
+    }
+    // `deno fmt` takes the indentation off a block's first lines, so an
+    // excerpt is compared line by line without it.
+    const lines = (t: string) => t.split("\n").map((l) => l.trimStart());
+    const same = kind === "file"
+      ? block === file
+      : `\n${lines(file).join("\n")}`.includes(`\n${lines(block!).join("\n")}`);
+    if (!same) problems.push(`the ${kind} of ${name} differs from the file`);
+  }
+  for await (const entry of Deno.readDir(CONFIGS)) {
+    if (!quoted.has(`configs/${entry.name}`)) {
+      problems.push(`configs/${entry.name} is not quoted`);
+    }
+  }
+  return problems;
+}

@@ -3,6 +3,7 @@
 
 import assert from "node:assert/strict";
 import {
+  deploymentDocProblems,
   type FrontEndQuirks,
   frontEndSuite,
   interopApp,
@@ -133,3 +134,7 @@ peerTest(
     }
   },
 );
+
+Deno.test("docs/deployment.md quotes docs/configs/ exactly", async () => {
+  assert.deepEqual(await deploymentDocProblems(), []);
+});
