@@ -7,6 +7,7 @@
 
 import { parseBackend, scgiProxy } from "../gateway.ts";
 import {
+  CliError,
   duration,
   integer,
   noMore,
@@ -128,25 +129,26 @@ export async function proxy(args: string[]): Promise<number> {
   const headTimeout = seconds("--timeout", values.timeout);
 
   const log = values.quiet ? undefined : values.json ? "json" : "clf";
-  const server = Deno.serve({
-    hostname,
-    port,
-    onListen: (addr) => {
-      const host = addr.hostname.includes(":")
-        ? `[${addr.hostname}]`
-        : addr.hostname;
-      console.error(
-        `Listening on http://${host}:${addr.port}${
-          mount === "/" ? "/" : mount.replace(/\/*$/, "/")
-        } -> ${values.backend!.join(", ")}`,
+  const server = listening(`${hostname}:${port}`, () =>
+    Deno.serve({
+      hostname,
+      port,
+      onListen: (addr) => {
+        const host = addr.hostname.includes(":")
+          ? `[${addr.hostname}]`
+          : addr.hostname;
+        console.error(
+          `Listening on http://${host}:${addr.port}${
+            mount === "/" ? "/" : mount.replace(/\/*$/, "/")
+          } -> ${values.backend!.join(", ")}`,
+        );
+      },
+    }, (request, info) => {
+      const started = Date.now();
+      return handler(request, info).then((response) =>
+        log ? logged(request, info, response, started, log) : response
       );
-    },
-  }, (request, info) => {
-    const started = Date.now();
-    return handler(request, info).then((response) =>
-      log ? logged(request, info, response, started, log) : response
-    );
-  });
+    }));
   // SERVER_PORT is the port this front end listens on, as nginx sends it.
   const handler = scgiProxy({
     backends,
@@ -260,4 +262,15 @@ function clfDate(date: Date): string {
   }/${date.getUTCFullYear()}:${pad(date.getUTCHours())}:${
     pad(date.getUTCMinutes())
   }:${pad(date.getUTCSeconds())} +0000`;
+}
+
+// A listen failure (port in use, no permission) in one clear line.
+function listening<T>(where: string, listen: () => T): T {
+  try {
+    return listen();
+  } catch (error) {
+    throw new CliError(
+      `cannot listen on ${where}: ${(error as Error).message}`,
+    );
+  }
 }

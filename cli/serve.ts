@@ -114,16 +114,25 @@ export async function serve(args: string[]): Promise<number> {
   }
 
   const handler = await loadHandler(appPath);
-  const server = scgiServe({
-    ...(values.socket !== undefined
-      ? { path: resolve(values.socket) }
-      : { port, hostname }),
-    ...(socketMode !== undefined ? { socketMode } : {}),
-    ...(values["reuse-port"] ? { reusePort: true } : {}),
-    ...(shutdownTimeout !== undefined ? { shutdownTimeout } : {}),
-    onListen: (addr) =>
-      console.error(`Listening on ${scgiUrl(addr)} (pid ${Deno.pid})`),
-  }, handler);
+  let server;
+  try {
+    server = scgiServe({
+      ...(values.socket !== undefined
+        ? { path: resolve(values.socket) }
+        : { port, hostname }),
+      ...(socketMode !== undefined ? { socketMode } : {}),
+      ...(values["reuse-port"] ? { reusePort: true } : {}),
+      ...(shutdownTimeout !== undefined ? { shutdownTimeout } : {}),
+      onListen: (addr) =>
+        console.error(`Listening on ${scgiUrl(addr)} (pid ${Deno.pid})`),
+    }, handler);
+  } catch (error) {
+    throw new CliError(
+      `cannot listen on ${values.socket ?? `${hostname}:${port}`}: ${
+        (error as Error).message
+      }`,
+    );
+  }
   const removeSignals = onStopSignal(() => server.shutdown());
   try {
     await server.finished;

@@ -1,8 +1,6 @@
 // Running the `scgi` command line as a subprocess in the CLI tests, with
 // exactly the permissions docs/cli.md documents for each command.
 
-import { type Peer, startPeer } from "./_peer.ts";
-
 /** The CLI entry point. */
 export const CLI: string = new URL("../cli.ts", import.meta.url).pathname;
 /** The repository root. */

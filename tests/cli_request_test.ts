@@ -50,7 +50,7 @@ Deno.test("scgi request --help has examples", async () => {
   assert.match(stdout, /^Usage: scgi request/);
   assert.match(
     stdout,
-    /Examples:\n  scgi request scgi:\/\/127\.0\.0\.1:4000\//,
+    /Examples:\n {2}scgi request scgi:\/\/127\.0\.0\.1:4000\//,
   );
 });
 

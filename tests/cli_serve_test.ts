@@ -9,7 +9,7 @@ Deno.test("scgi serve --help has examples and the least permissions", async () =
   const { code, stdout } = await runCli([], ["serve", "--help"]);
   assert.equal(code, 0);
   assert.match(stdout, /^Usage: scgi serve \[options\] APP\.ts/);
-  assert.match(stdout, /Examples:\n  scgi serve app\.ts\n/);
+  assert.match(stdout, /Examples:\n {2}scgi serve app\.ts\n/);
   assert.match(stdout, /--allow-net=127\.0\.0\.1:4000 --allow-read=\./);
 });
 
