@@ -221,19 +221,28 @@ export type GoneOutcome = "aborted" | "completed";
 export const BIG_BYTES = 50 * 1024 * 1024;
 const BIG_CHUNK = 1024 * 1024;
 
-/** Chunk `i` of the big response: a pattern that differs per chunk. */
+const BIG_PATTERN = new Uint8Array(BIG_CHUNK).map((_, j) =>
+  (j * 31 + 7) & 0xff
+);
+
+/** Chunk `i` of the big response: a pattern stamped with its index. */
 export function bigChunk(i: number): Uint8Array<ArrayBuffer> {
-  const chunk = new Uint8Array(BIG_CHUNK);
-  for (let j = 0; j < chunk.length; j++) chunk[j] = (j * 31 + i * 7) & 0xff;
-  new DataView(chunk.buffer).setUint32(0, i);
+  const chunk = BIG_PATTERN.slice();
+  const view = new DataView(chunk.buffer);
+  // Stamped at both ends and in the middle, so a lost, repeated or
+  // reordered stretch changes the hash.
+  for (const at of [0, BIG_CHUNK / 2, BIG_CHUNK - 4]) view.setUint32(at, i);
   return chunk;
 }
 
+let bigHash: string | undefined;
+
 /** The SHA-256 (hex) of the whole big response. */
 export function bigSha256(): string {
+  if (bigHash) return bigHash;
   const hash = createHash("sha256");
   for (let i = 0; i < BIG_BYTES / BIG_CHUNK; i++) hash.update(bigChunk(i));
-  return hash.digest("hex");
+  return bigHash = hash.digest("hex");
 }
 
 /** The test app and the hooks a test uses to coordinate with it. */
