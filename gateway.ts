@@ -49,6 +49,11 @@ import { ScgiClientError } from "./codec/errors.ts";
 export interface ScgiProxyInfo {
   /** The HTTP client, reported to the backend as `REMOTE_ADDR`/`REMOTE_PORT`. */
   remoteAddr?: Deno.Addr;
+  /**
+   * Rejects when the HTTP client goes away (Deno.serve's `completed`): the
+   * backend call is then aborted. Without it, `request.signal` is watched.
+   */
+  completed?: Promise<void>;
 }
 
 /** A gateway handler: give it to `Deno.serve`. */
@@ -268,10 +273,11 @@ export function scgiProxy(options: ScgiProxyOptions): ScgiProxyHandler {
         "hostname" in remote
       ? { hostname: remote.hostname, port: remote.port }
       : undefined;
+    const signal = clientGone(request, info);
     const init = {
       method: request.method,
       headers: request.headers,
-      signal: request.signal,
+      signal,
     };
     const call = remoteAddr ? { remoteAddr } : {};
 
@@ -315,12 +321,22 @@ export function scgiProxy(options: ScgiProxyOptions): ScgiProxyHandler {
         );
       }
       // The backends not yet tried are all at maxConcurrent: wait for one.
-      if (!await waitForSlot(deadline - Date.now(), request.signal)) {
+      if (!await waitForSlot(deadline - Date.now(), signal)) {
         await cancelBody(body);
         return textResponse(503, "every SCGI backend is busy");
       }
     }
   };
+}
+
+// Aborts when the HTTP client goes away. Deno.serve's `completed` says so
+// without its legacy `request.signal`, which also fires after every
+// successful response (and warns once when watched).
+function clientGone(request: Request, info?: ScgiProxyInfo): AbortSignal {
+  if (!info?.completed) return request.signal;
+  const controller = new AbortController();
+  info.completed.catch((reason) => controller.abort(reason));
+  return controller.signal;
 }
 
 // The client options that pass through unchanged.

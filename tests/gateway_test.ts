@@ -426,3 +426,42 @@ def application(environ, start_response):
     }
   },
 );
+
+Deno.test("gateway: an HTTP client that goes away closes the backend connection", async () => {
+  // A raw backend: answers a head and one chunk, then waits for the
+  // gateway to close the connection.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const backendSaw = (async () => {
+    const conn = await listener.accept();
+    const buffer = new Uint8Array(65536);
+    await conn.read(buffer); // The request (small, one read).
+    await conn.write(
+      new TextEncoder().encode(
+        "Status: 200 OK\r\nContent-Type: text/plain\r\n\r\nfirst",
+      ),
+    );
+    try {
+      while ((await conn.read(buffer)) !== null) {
+        // Nothing more is expected.
+      }
+      return "closed";
+    } catch (error) {
+      return (error as Error).name;
+    } finally {
+      conn.close();
+    }
+  })();
+  await using http = front({
+    backends: [{ port: (listener.addr as Deno.NetAddr).port }],
+  });
+  const controller = new AbortController();
+  const response = await fetch(`http://127.0.0.1:${portOf(http)}/`, {
+    signal: controller.signal,
+  });
+  const reader = response.body!.getReader();
+  assert.equal(new TextDecoder().decode((await reader.read()).value), "first");
+  controller.abort();
+  await reader.closed.catch(() => {});
+  assert.match(await backendSaw, /^(closed|ConnectionReset)$/);
+  listener.close();
+});
