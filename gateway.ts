@@ -45,6 +45,8 @@ import {
 } from "./client.ts";
 import { ScgiClientError } from "./codec/errors.ts";
 
+export type { ScgiBackend, ScgiClientOptions } from "./client.ts";
+
 /** What a gateway handler gets besides the request (`Deno.ServeHandlerInfo` fits). */
 export interface ScgiProxyInfo {
   /** The HTTP client, reported to the backend as `REMOTE_ADDR`/`REMOTE_PORT`. */
@@ -69,7 +71,7 @@ export type ScgiProxyHandler = (
  * with its defaults.
  */
 export interface ScgiProxyOptions
-  extends Omit<ScgiClientOptions, "scriptName" | "remoteAddr"> {
+  extends Omit<ScgiClientOptions, "scriptName" | "remoteAddr" | "protocol"> {
   /**
    * The backends: `{ hostname, port }`, `{ path }`, or strings
    * `"host:port"`, `"unix:/path.sock"`, `"scgi://host:port"`,

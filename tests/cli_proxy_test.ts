@@ -159,3 +159,37 @@ Deno.test("scgi proxy: a busy port fails in one line", async () => {
     taken.close();
   }
 });
+
+Deno.test("scgi proxy: a Unix socket backend with the documented permissions", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/app.sock`;
+  try {
+    await using _backend = serve(
+      { path, onListen() {} },
+      (_request, info) => new Response(`unix ${info.env.PATH_INFO}`),
+    );
+    const port = freePort();
+    await using proxy = startCli(
+      [
+        `--allow-net=127.0.0.1:${port},unix:${path}`,
+        `--allow-read=${path}`,
+        `--allow-write=${path}`,
+      ],
+      [
+        "proxy",
+        "--listen",
+        String(port),
+        "--backend",
+        `unix:${path}`,
+        "--quiet",
+      ],
+    );
+    await proxy.waitFor(/Listening on/);
+    const response = await fetch(`http://127.0.0.1:${port}/over/here`);
+    assert.equal(await response.text(), "unix /over/here");
+    assert.equal((await proxy.stop()).code, 0);
+    assert.equal(proxy.stdout(), "");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -96,6 +96,20 @@ Deno.test("scgi serve: serves examples/app.ts with the documented permissions, s
   assert.equal(status.code, 0, server.stderr());
 });
 
+Deno.test("scgi serve --port 0 picks a free port with --allow-net=127.0.0.1", async () => {
+  await using server = startCli(
+    ["--allow-net=127.0.0.1", `--allow-read=${EXAMPLES}`],
+    ["serve", `${EXAMPLES}/app.ts`, "--port", "0"],
+  );
+  const port = Number(
+    (await server.waitFor(/Listening on scgi:\/\/127\.0\.0\.1:(\d+)\//))[1],
+  );
+  assert.ok(port > 0);
+  const response = await scgiFetch(`scgi://127.0.0.1:${port}/api/info`);
+  assert.equal((await response.json()).pid, server.pid);
+  assert.equal((await server.stop()).code, 0);
+});
+
 Deno.test("scgi serve: a default-exported handler function on a Unix socket", async () => {
   const dir = await Deno.makeTempDir();
   const path = `${dir}/app.sock`;
