@@ -204,8 +204,17 @@ if (BIG_MIB > 0) {
   for await (const part of response.body!) {
     received += part.length;
     maxAhead = Math.max(maxAhead, produced - received);
-    if (++reads % 1024 === 0) peak = Math.max(peak, Deno.memoryUsage().rss);
+    if (++reads % 1024 === 0) {
+      peak = Math.max(peak, Deno.memoryUsage().rss);
+      if (Deno.env.get("SOAK_GC")) gc?.();
+    }
   }
+  const after = sample(0);
+  console.log(
+    `after the echo and a gc: rss ${mib(after.rss)} MiB, external ${
+      mib(after.external)
+    } MiB`,
+  );
   const bigSeconds = (performance.now() - bigStarted) / 1000;
   if (received !== total) throw new Error(`echoed ${received} of ${total}`);
   console.log(

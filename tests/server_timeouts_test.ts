@@ -208,12 +208,30 @@ const CHUNK = 64 * 1024;
 // Socket buffers on both ends plus a few chunks in streams: generous, but
 // far below the 256 MiB that an unbounded buffer would reach.
 const AHEAD_BOUND = 16 * 1024 * 1024;
+// Memory must not grow with the bytes streamed: a chunk kept alive after it
+// was consumed (a reaction left on a long-pending promise did that once)
+// shows as growth of the whole 256 MiB. Sampled RSS is noisy, so the bound
+// is loose; flat is around 40 MiB here.
+const GROWTH_BOUND = 128 * 1024 * 1024;
+
+function rssWatch(): { sample(): void; growth(): number } {
+  const start = Deno.memoryUsage().rss;
+  let peak = start;
+  let n = 0;
+  return {
+    sample() {
+      if (++n % 256 === 0) peak = Math.max(peak, Deno.memoryUsage().rss);
+    },
+    growth: () => peak - start,
+  };
+}
 
 Deno.test("backpressure: a 256 MiB request body is produced no faster than the handler reads it", async () => {
   using unhandled = trackUnhandledRejections();
   let produced = 0;
   let consumed = 0;
   let maxAhead = 0;
+  const memory = rssWatch();
   await using server = serve({ ...quiet }, async (request) => {
     const reader = request.body!.getReader();
     let n = 0;
@@ -222,6 +240,7 @@ Deno.test("backpressure: a 256 MiB request body is produced no faster than the h
       if (done) break;
       consumed += value.length;
       maxAhead = Math.max(maxAhead, produced - consumed);
+      memory.sample();
       // A slow reader: a macrotask every few chunks.
       if (++n % 4 === 0) await delay(0);
     }
@@ -244,9 +263,18 @@ Deno.test("backpressure: a 256 MiB request body is produced no faster than the h
   });
   assert.equal(await response.text(), String(STREAMED));
   if (Deno.env.get("SHOW_AHEAD")) {
-    console.log(`request body: at most ${maxAhead} bytes ahead`);
+    console.log(
+      `request body: at most ${maxAhead} bytes ahead, rss +${memory.growth()}`,
+    );
   }
-  assert.ok(maxAhead <= AHEAD_BOUND, `producer was ${maxAhead} bytes ahead`);
+  assert.ok(
+    maxAhead <= AHEAD_BOUND,
+    `producer was ${maxAhead} bytes ahead, rss +${memory.growth()}`,
+  );
+  assert.ok(
+    memory.growth() <= GROWTH_BOUND,
+    `memory grew ${memory.growth()} bytes`,
+  );
   unhandled.check();
 });
 
@@ -255,6 +283,7 @@ Deno.test("backpressure: a 256 MiB response is produced no faster than the clien
   let produced = 0;
   let consumed = 0;
   let maxAhead = 0;
+  const memory = rssWatch();
   await using server = serve({ ...quiet }, () =>
     new Response(
       new ReadableStream<Uint8Array>({
@@ -276,12 +305,22 @@ Deno.test("backpressure: a 256 MiB response is produced no faster than the clien
     if (done) break;
     consumed += value.length;
     maxAhead = Math.max(maxAhead, produced - consumed);
+    memory.sample();
     if (++n % 4 === 0) await delay(0);
   }
   assert.equal(consumed, STREAMED);
   if (Deno.env.get("SHOW_AHEAD")) {
-    console.log(`response body: at most ${maxAhead} bytes ahead`);
+    console.log(
+      `response body: at most ${maxAhead} bytes ahead, rss +${memory.growth()}`,
+    );
   }
-  assert.ok(maxAhead <= AHEAD_BOUND, `producer was ${maxAhead} bytes ahead`);
+  assert.ok(
+    maxAhead <= AHEAD_BOUND,
+    `producer was ${maxAhead} bytes ahead, rss +${memory.growth()}`,
+  );
+  assert.ok(
+    memory.growth() <= GROWTH_BOUND,
+    `memory grew ${memory.growth()} bytes`,
+  );
   unhandled.check();
 });
