@@ -55,7 +55,7 @@ export interface AccessLogOptions {
   /**
    * Where lines go: a byte stream (a file's `writable`, `Deno.stdout.writable`)
    * gets each line with a newline; a function gets the line without one.
-   * @default {Deno.stdout.writable}
+   * @default {standard output}
    */
   sink?: WritableStream<Uint8Array> | ((line: string) => void);
   /**
@@ -168,14 +168,14 @@ export function accessLog(options: AccessLogOptions = {}): AccessLogMiddleware {
   const format = options.format ?? "combined";
   const maxQueue = options.maxQueue ?? 1000;
   const now = options.now ?? (() => new Date());
-  const sink = options.sink ?? Deno.stdout.writable;
+  const sink = options.sink ?? stdoutSink();
   let dropped = 0;
   const queue: string[] = [];
   let draining: Promise<void> | undefined;
-  let writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
+  // Taken now, so a stream that is already locked fails here, not later.
+  const writer = typeof sink === "function" ? undefined : sink.getWriter();
 
-  const drain = async (stream: WritableStream<Uint8Array>) => {
-    writer ??= stream.getWriter();
+  const drain = async (writer: WritableStreamDefaultWriter<Uint8Array>) => {
     while (queue.length > 0) {
       const batch = queue.splice(0, queue.length).join("");
       try {
@@ -201,7 +201,7 @@ export function accessLog(options: AccessLogOptions = {}): AccessLogMiddleware {
       return;
     }
     queue.push(line + "\n");
-    draining ??= drain(sink);
+    draining ??= drain(writer!);
   };
 
   const middleware =
@@ -236,6 +236,19 @@ export function accessLog(options: AccessLogOptions = {}): AccessLogMiddleware {
       },
     },
   }) as AccessLogMiddleware;
+}
+
+// Standard output through its own stream, so that several logs (and the
+// rest of the program) can write to it: Deno.stdout.writable has one writer.
+function stdoutSink(): WritableStream<Uint8Array> {
+  return new WritableStream<Uint8Array>({
+    async write(chunk) {
+      let written = 0;
+      while (written < chunk.length) {
+        written += await Deno.stdout.write(chunk.subarray(written));
+      }
+    },
+  });
 }
 
 function counted(

@@ -167,6 +167,14 @@ Deno.test("accessLog: the line waits for the end of a streamed body", async () =
   assert.match(lines[0]!, /"GET \/slow HTTP\/1\.1" 200 10$/);
 });
 
+Deno.test("accessLog: several default loggers coexist; a locked stream fails at setup", () => {
+  accessLog();
+  accessLog();
+  const locked = new WritableStream<Uint8Array>();
+  locked.getWriter();
+  assert.throws(() => accessLog({ sink: locked }), TypeError);
+});
+
 Deno.test("accessLog: a throwing function sink doesn't break the response", async () => {
   const app = accessLog({
     sink: () => {

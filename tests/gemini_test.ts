@@ -300,6 +300,7 @@ Deno.test("gemini client: protocol option and malformed answers", async () => {
     "51 Not found", // no line end before the close: still a status line
     "7 bad\r\n",
     "",
+    `20 ${"x".repeat(3000)}\r\nbody`,
   ]);
   await assert.rejects(
     scgiFetch(`${backend.url}/`, { protocol: "cgi" }),
@@ -324,6 +325,11 @@ Deno.test("gemini client: protocol option and malformed answers", async () => {
     scgiFetch(`${backend.url}/`, { protocol: "gemini" }),
     (error) =>
       error instanceof ScgiClientError && error.code === "malformed_response",
+  );
+  await assert.rejects(
+    scgiFetch(`${backend.url}/`, { maxHeadBytes: 2048 }),
+    (error) =>
+      error instanceof ScgiClientError && error.code === "head_too_large",
   );
   await backend.done;
 });
