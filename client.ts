@@ -36,6 +36,7 @@ import { cgiFromRequest } from "./codec/cgi_request.ts";
 import { readCgiResponse } from "./codec/cgi_response.ts";
 import { ScgiClientError } from "./codec/errors.ts";
 import { encodeRequestHead } from "./codec/header_encoder.ts";
+import type { ScgiProtocol } from "./gemini.ts";
 
 /** Where an SCGI backend listens: TCP, or a Unix socket path. */
 export type ScgiBackend =
@@ -77,6 +78,14 @@ export interface ScgiClientOptions {
   scriptName?: string;
   /** The client to report as `REMOTE_ADDR`/`REMOTE_PORT`. */
   remoteAddr?: { hostname: string; port?: number };
+  /**
+   * The answer's format: `"auto"` reads a raw Gemini answer
+   * (`20 text/gemini\r\n` and the body) as Gemini, anything else as CGI.
+   * A Gemini answer's `Response` has `x-gemini-status` and `x-gemini-meta`
+   * headers and an HTTP status that stands for it (see `gemini.ts`).
+   * @default {"auto"}
+   */
+  protocol?: ScgiProtocol;
 }
 
 /** `RequestInit` plus where to connect and the client settings. */
@@ -341,11 +350,15 @@ async function connect(
   timeout: number,
   signal: AbortSignal,
 ): Promise<Deno.Conn> {
+  // Giving up on a TCP connect cancels it: a connect left to finish on its
+  // own (a SYN retried for seconds) would hold a socket after the call failed.
+  const cancel = new AbortController();
   const connecting = "path" in backend
     ? Deno.connect({ transport: "unix", path: backend.path })
     : Deno.connect({
       hostname: backend.hostname ?? "127.0.0.1",
       port: backend.port,
+      signal: cancel.signal,
     });
   let timer: ReturnType<typeof setTimeout> | undefined;
   let onAbort: (() => void) | undefined;
@@ -365,6 +378,7 @@ async function connect(
   try {
     return await Promise.race([connecting, stop]);
   } catch (error) {
+    cancel.abort(error);
     connecting.then((conn) => conn.close(), () => {});
     if (error instanceof Deno.errors.ConnectionRefused) {
       throw new ScgiClientError(
@@ -417,13 +431,26 @@ async function exchange(
       // Already released by reading to the end.
     }
   };
-  // Every wait below races this: a timeout or an abort fails the call and
-  // closes the socket, which also ends the wait it raced.
-  let fail!: (error: unknown) => void;
-  const failed = new Promise<never>((_, reject) => (fail = reject));
-  failed.catch(() => {});
+  // Every wait below goes through orFail: a timeout or an abort fails the
+  // call and closes the socket, which also ends the wait. (Not a race with
+  // one long-pending promise: each race would leave a reaction on it that
+  // holds the chunk it read, so a streamed body would stay in memory.)
+  let failure: { error: unknown } | undefined;
+  const waiting = new Set<(error: unknown) => void>();
+  const orFail = <T>(promise: Promise<T>): Promise<T> => {
+    if (failure) {
+      promise.catch(() => {});
+      return Promise.reject(failure.error);
+    }
+    return new Promise<T>((resolve, reject) => {
+      waiting.add(reject);
+      promise.then(resolve, reject).finally(() => waiting.delete(reject));
+    });
+  };
   const stop = (error: unknown) => {
-    fail(error);
+    failure ??= { error };
+    for (const reject of waiting) reject(failure.error);
+    waiting.clear();
     close();
   };
   const onAbort = () => stop(signal.reason);
@@ -444,10 +471,23 @@ async function exchange(
   const reader = conn.readable.getReader();
   let headDone = false;
   const idle = settings.idleTimeout;
+  // A socket error in the body would otherwise reach the caller raw.
+  const asClientError = (error: unknown): never => {
+    if (error instanceof ScgiClientError || error === signal.reason) {
+      throw error;
+    }
+    throw new ScgiClientError(
+      "connection_failed",
+      `connection to ${describe(backend)} failed: ${
+        (error as Error)?.message ?? error
+      }`,
+      { cause: error },
+    );
+  };
   const source = {
     read: (): Promise<ReadableStreamReadResult<Uint8Array>> => {
       if (!headDone || !Number.isFinite(idle)) {
-        return Promise.race([reader.read(), failed]);
+        return orFail(reader.read()).catch(asClientError);
       }
       let timer: ReturnType<typeof setTimeout> | undefined;
       const timeout = new Promise<never>((_, reject) => {
@@ -460,15 +500,16 @@ async function exchange(
           stop(error);
         }, idle);
       });
-      return Promise.race([reader.read(), failed, timeout]).finally(() =>
-        clearTimeout(timer)
-      );
+      return orFail(Promise.race([reader.read(), timeout])).catch(
+        asClientError,
+      ).finally(() => clearTimeout(timer));
     },
   };
   const responding = readCgiResponse(source, {
     maxHeadBytes: settings.maxHeadBytes,
     maxBodyBytes: settings.maxResponseBytes,
     method: request.method,
+    ...(settings.protocol ? { protocol: settings.protocol } : {}),
     onDone: close,
   });
   responding.catch(() => {});
@@ -482,7 +523,7 @@ async function exchange(
   });
 
   try {
-    const response = await Promise.race([responding, failed]);
+    const response = await orFail(responding);
     headDone = true;
     clearTimeout(headTimer);
     Object.defineProperty(response, "url", { value: request.url });

@@ -38,3 +38,10 @@ export * from "./codec/header_encoder.ts";
 export * from "./codec/cgi_request.ts";
 export * from "./codec/response_to_cgi.ts";
 export * from "./codec/cgi_response.ts";
+export {
+  scgiProxy,
+  type ScgiProxyHandler,
+  type ScgiProxyInfo,
+  type ScgiProxyOptions,
+} from "./gateway.ts";
+export * from "./gemini.ts";

@@ -39,7 +39,13 @@ import {
   readRequestHead,
 } from "./codec/request_head.ts";
 import { requestFromCgi } from "./codec/cgi_request.ts";
-import { encodeCgiResponse } from "./codec/response_to_cgi.ts";
+import {
+  answersInGemini,
+  errorResponse,
+  handlerInfo,
+  responseOutput,
+} from "./_respond.ts";
+import type { ScgiProtocol } from "./gemini.ts";
 
 /** What a handler gets besides the `Request`: a superset of `Deno.ServeHandlerInfo`. */
 export interface ScgiHandlerInfo {
@@ -145,6 +151,23 @@ export interface ServeOptions {
    * @default {false}
    */
   handleSignals?: boolean;
+  /**
+   * Listen with `SO_REUSEPORT` so several processes share the TCP port and
+   * the kernel spreads connections over them (what `scgi serve --workers`
+   * does). Linux; `Deno.listen`'s `reusePort` is unstable, so the process
+   * needs `--unstable-net`.
+   * @default {false}
+   */
+  reusePort?: boolean;
+  /**
+   * How to answer: `"cgi"` writes a CGI head (`Status: 200 OK`, headers, a
+   * blank line); `"gemini"` writes the raw Gemini line (`20 text/gemini\r\n`)
+   * that Gemini front ends (Xitzin, Molly Brown, Stargazer) expect, mapping a
+   * plain HTTP status as `gemini.ts` documents; `"auto"` answers in Gemini
+   * form when the request carries `GEMINI_URL`, and CGI otherwise.
+   * @default {"auto"}
+   */
+  protocol?: ScgiProtocol;
 }
 
 /** Counters of a running server, for logs and health checks. */
@@ -280,6 +303,8 @@ interface Connection {
   controller?: AbortController;
   timedOut: boolean;
   closed: boolean;
+  /** Aborts when the connection closes: stops waiting on the response body. */
+  gone: AbortController;
 }
 
 class Server implements ScgiServer {
@@ -340,13 +365,19 @@ class Server implements ScgiServer {
         // crashed process left it), which takes a connect to find out.
         this.#replaceStaleSocket(path).then(
           (listener) => this.#start(listener),
-          (error) => this.#finished.reject(error),
+          (error) => {
+            // Never started: drop the signal handlers installed below too.
+            this.#closing = true;
+            this.#removeSignalHandlers();
+            this.#finished.reject(error);
+          },
         );
       }
     } else {
       const listener = Deno.listen({
         hostname: this.#limits.hostname,
         port: this.#limits.port,
+        ...(options.reusePort ? { reusePort: true } : {}),
       });
       this.#addr = listener.addr;
       this.#start(listener);
@@ -503,9 +534,13 @@ class Server implements ScgiServer {
         readDeadline: Infinity,
         timedOut: false,
         closed: false,
+        gone: new AbortController(),
       };
       this.#connections.add(connection);
-      this.#handle(connection).finally(() => {
+      this.#handle(connection).catch((error) => {
+        // A bug, not the peer's doing: log it, never an unhandled rejection.
+        console.error("scgi: connection failed:", error);
+      }).finally(() => {
         this.#close(connection);
         this.#connections.delete(connection);
         this.#slotFreed?.();
@@ -558,6 +593,7 @@ class Server implements ScgiServer {
           connection,
           errorResponse(error.status, error.message),
           "GET",
+          answersInGemini(this.#options.protocol),
         ).catch(() => {});
         await this.#drainAndClose(connection, source);
       }
@@ -577,6 +613,7 @@ class Server implements ScgiServer {
     );
     const env = head.env;
     const method = env.REQUEST_METHOD || "GET";
+    const gemini = answersInGemini(this.#options.protocol, env);
     let request: Request;
     try {
       request = requestFromCgi(env, {
@@ -591,25 +628,14 @@ class Server implements ScgiServer {
         connection,
         errorResponse(400, (error as Error).message),
         method,
+        gemini,
       ).catch(() => {});
       await this.#drainAndClose(connection, source);
       return;
     }
     const completed = Promise.withResolvers<void>();
     completed.promise.catch(() => {});
-    const info: ScgiHandlerInfo = {
-      remoteAddr: env.REMOTE_ADDR
-        ? {
-          transport: "tcp",
-          hostname: env.REMOTE_ADDR,
-          port: Number(env.REMOTE_PORT) || 0,
-        }
-        : conn.remoteAddr,
-      connAddr: conn.remoteAddr,
-      completed: completed.promise,
-      env,
-      envList: head.envList,
-    };
+    const info = handlerInfo(head, conn.remoteAddr, completed.promise);
     let response: Response;
     try {
       response = await this.#respond(request, info, controller.signal);
@@ -622,13 +648,14 @@ class Server implements ScgiServer {
           connection,
           errorResponse(503, "the handler did not answer in time"),
           method,
+          gemini,
         ).catch(() => {});
       }
       return;
     }
     connection.phase = "writing";
     try {
-      await this.#write(connection, response, method);
+      await this.#write(connection, response, method, gemini);
     } catch (error) {
       this.#abort(connection, error);
       completed.reject(error);
@@ -696,37 +723,27 @@ class Server implements ScgiServer {
     connection: Connection,
     response: Response,
     method: string,
+    gemini: boolean,
   ): Promise<void> {
     const writer = connection.conn.writable.getWriter();
     const idle = this.#limits.idleTimeout;
-    let chunks = encodeCgiResponse(response, { method });
-    let headSent = false;
+    const chunks = responseOutput(
+      cutOffOnClose(response, connection.gone.signal),
+      method,
+      gemini,
+      // A body cut off because the connection closed is not the handler's
+      // failure: no onError, no second answer.
+      (error) =>
+        connection.closed ? Promise.reject(error) : this.#onError(error),
+    );
     try {
-      while (true) {
-        let next: IteratorResult<Uint8Array<ArrayBuffer>>;
-        try {
-          next = await chunks.next();
-        } catch (error) {
-          // The response body failed. Before the head went out there is
-          // still time for onError's answer; after it, a second head can't
-          // follow, so the connection just ends.
-          const fallback = await this.#onError(error);
-          if (headSent) {
-            fallback.body?.cancel().catch(() => {});
-            throw error;
-          }
-          chunks = encodeCgiResponse(fallback, { method });
-          continue;
-        }
-        if (next.done) break;
+      for await (const chunk of chunks) {
         connection.deadline = Date.now() + idle;
-        await writer.write(next.value);
+        await writer.write(chunk);
         connection.deadline = Infinity;
-        headSent = true;
       }
     } finally {
       connection.deadline = Infinity;
-      chunks.return().catch(() => {});
       writer.releaseLock();
     }
   }
@@ -779,6 +796,7 @@ class Server implements ScgiServer {
   #close(connection: Connection): void {
     if (connection.closed) return;
     connection.closed = true;
+    connection.gone.abort();
     try {
       connection.conn.close();
     } catch {
@@ -851,11 +869,40 @@ class Server implements ScgiServer {
   }
 }
 
-function errorResponse(status: number, message: string): Response {
-  return new Response(message + "\n", {
-    status,
-    headers: { "content-type": "text/plain; charset=utf-8" },
-  });
+// A response body that a streaming handler may take forever to produce (an
+// event stream waiting for events) would hold the connection's task, and so
+// shutdown(), forever once the connection is gone. This body is the same
+// stream, but closing the connection cancels the handler's stream (so it
+// learns to stop) and errors this one (so the write ends).
+function cutOffOnClose(response: Response, signal: AbortSignal): Response {
+  const body = response.body;
+  if (body === null) return response;
+  const reader = body.getReader();
+  let onAbort: (() => void) | undefined;
+  const stream = new ReadableStream<Uint8Array>({
+    start(controller) {
+      onAbort = () => {
+        controller.error(signal.reason);
+        reader.cancel(signal.reason).catch(() => {});
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+    },
+    async pull(controller) {
+      const { done, value } = await reader.read();
+      if (signal.aborted) return;
+      if (done) {
+        signal.removeEventListener("abort", onAbort!);
+        controller.close();
+      } else {
+        controller.enqueue(value);
+      }
+    },
+    cancel(reason) {
+      signal.removeEventListener("abort", onAbort!);
+      return reader.cancel(reason);
+    },
+  }, { highWaterMark: 0 });
+  return new Response(stream, response);
 }
 
 /**

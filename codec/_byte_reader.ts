@@ -9,6 +9,8 @@ const EMPTY = new Uint8Array(0);
 export class ByteReader {
   #reader: ByteSource;
   #buffer: Uint8Array = EMPTY;
+  // Memory this reader allocated, with room after the buffered bytes.
+  #storage: Uint8Array = EMPTY;
 
   constructor(reader: ByteSource) {
     this.#reader = reader;
@@ -23,13 +25,27 @@ export class ByteReader {
   async fill(): Promise<boolean> {
     const { done, value } = await this.#reader.read();
     if (done) return false;
-    if (this.#buffer.length === 0) {
+    const buffer = this.#buffer;
+    if (buffer.length === 0) {
       this.#buffer = value;
     } else if (value.length > 0) {
-      const joined = new Uint8Array(this.#buffer.length + value.length);
-      joined.set(this.#buffer);
-      joined.set(value, this.#buffer.length);
-      this.#buffer = joined;
+      // Appending in place to spare room, growing it by doubling, keeps a
+      // head that trickles in byte by byte linear to read, not quadratic.
+      const length = buffer.length + value.length;
+      const storage = this.#storage;
+      const start = buffer.byteOffset - storage.byteOffset;
+      if (
+        buffer.buffer === storage.buffer && start >= 0 &&
+        start + length <= storage.length
+      ) {
+        storage.set(value, start + buffer.length);
+        this.#buffer = storage.subarray(start, start + length);
+      } else {
+        this.#storage = new Uint8Array(Math.max(length * 2, 4096));
+        this.#storage.set(buffer);
+        this.#storage.set(value, buffer.length);
+        this.#buffer = this.#storage.subarray(0, length);
+      }
     }
     return true;
   }

@@ -18,7 +18,7 @@
  * @module
  */
 
-import { utf8ByteString } from "./_byte_string.ts";
+import { byteStringToBytes, utf8ByteString } from "./_byte_string.ts";
 import type { CgiEnv } from "./request_head.ts";
 
 /** What {@linkcode requestFromCgi} needs besides the variables. */
@@ -53,6 +53,7 @@ const HOP_BY_HOP = new Set([
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const utf8 = new TextEncoder();
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /**
  * Builds the `Request` that CGI variables describe.
@@ -204,10 +205,12 @@ export function urlFromCgi(
     target = (path.startsWith("/") ? path : "/" + path) +
       (query ? "?" + escapeUrlText(query, raw("QUERY_STRING")) : "");
   }
+  // Concatenated, not resolved against a base: a target like `//evil.com/`
+  // or `/\\evil.com/` must stay a path, not become the authority.
   try {
-    return new URL(target, `${scheme}://${authority}`).href;
+    return new URL(`${scheme}://${authority}${target}`).href;
   } catch {
-    return new URL(target, `${scheme}://localhost`).href;
+    return new URL(`${scheme}://localhost${target}`).href;
   }
 }
 
@@ -319,7 +322,8 @@ export function cgiFromRequest(
     : "";
   const env: [string, string][] = [
     ["REQUEST_METHOD", request.method],
-    ["REQUEST_URI", path + url.search],
+    // A bare `?` is no `url.search`, but a front end passes it on.
+    ["REQUEST_URI", path + (url.search || (bareQuery(url) ? "?" : ""))],
     ["QUERY_STRING", url.search.slice(1)],
     ["DOCUMENT_URI", decodePath(path)],
     ["SCRIPT_NAME", decodePath(scriptName)],
@@ -338,18 +342,36 @@ export function cgiFromRequest(
     }
   }
   const contentType = request.headers.get("content-type");
-  if (contentType !== null) env.push(["CONTENT_TYPE", contentType]);
+  if (contentType !== null) {
+    env.push(["CONTENT_TYPE", headerText(contentType)]);
+  }
   let hasHost = false;
   for (const [name, value] of request.headers) {
     if (name === "content-type" || name === "content-length") continue;
     const variable = "HTTP_" + name.toUpperCase().replaceAll("-", "_");
     if (HOP_BY_HOP.has(variable)) continue;
     if (name === "host") hasHost = true;
-    env.push([variable, value]);
+    env.push([variable, headerText(value)]);
   }
   const host = options.host ?? url.host;
   if (!hasHost && host) env.push(["HTTP_HOST", host]);
   return env;
+}
+
+// Header values are bytes, one character each, and the encoder writes text as
+// UTF-8: bytes that are UTF-8 go back to the text they spell so the front end
+// sends the same bytes. Other bytes have no such text and go as they are.
+function headerText(value: string): string {
+  if (!/[\x80-\xff]/.test(value)) return value;
+  try {
+    return strictUtf8.decode(byteStringToBytes(value));
+  } catch {
+    return value;
+  }
+}
+
+function bareQuery(url: URL): boolean {
+  return url.href.split("#", 1)[0]!.endsWith("?");
 }
 
 function unbracket(hostname: string): string {
@@ -359,12 +381,12 @@ function unbracket(hostname: string): string {
 // PATH_INFO is decoded, as every front end sends it; an escape that isn't
 // UTF-8 stays escaped rather than turning into U+FFFD.
 function decodePath(path: string): string {
+  // `%2F` stays escaped either way: decoded it would add a path segment.
+  const kept = path.replaceAll("%2F", "%252F").replaceAll("%2f", "%252f");
   try {
-    return decodeURIComponent(
-      path.replaceAll("%2F", "%252F").replaceAll("%2f", "%252f"),
-    );
+    return decodeURIComponent(kept);
   } catch {
-    return path.replace(/(?:%[0-9A-Fa-f]{2})+/g, (run) => {
+    return kept.replace(/(?:%[0-9A-Fa-f]{2})+/g, (run) => {
       try {
         return decodeURIComponent(run);
       } catch {

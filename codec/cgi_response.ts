@@ -28,6 +28,12 @@ import { bytesToByteString } from "./_byte_string.ts";
 import type { ByteSource } from "./byte_source.ts";
 import { ScgiClientError } from "./errors.ts";
 import { responseHasBody } from "./response_to_cgi.ts";
+import {
+  type GeminiStatus,
+  parseGeminiHead,
+  responseInitFromGemini,
+  type ScgiProtocol,
+} from "../gemini.ts";
 
 /** Options for {@linkcode readCgiResponse}. */
 export interface ReadCgiResponseOptions {
@@ -50,6 +56,15 @@ export interface ReadCgiResponseOptions {
    * connection here.
    */
   onDone?: (error?: unknown) => void;
+  /**
+   * The answer's format. `"auto"` reads a raw Gemini answer (a first line of
+   * two digits, then a space or the line end: `20 text/gemini\r\n`, no
+   * blank line before the body) as Gemini and anything else as CGI; no CGI
+   * head can start that way. A Gemini answer becomes a `Response` with
+   * `x-gemini-status` and `x-gemini-meta` headers (see `gemini.ts`).
+   * @default {"auto"}
+   */
+  protocol?: ScgiProtocol;
 }
 
 /** A parsed response head. */
@@ -67,6 +82,7 @@ const DEFAULT_MAX_HEAD_BYTES = 65536;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const NPH = /^HTTP\/1\.[01] ([0-9]{3})(?: (.*))?$/;
 const STATUS = /^([0-9]{3})(?:[ \t]+(.*))?$/;
+const REASON = /^[\t\x20-\x7e\x80-\xff]*$/;
 
 /**
  * Parses the lines of a CGI response head (without the blank line).
@@ -130,6 +146,12 @@ export function parseCgiResponseHead(
   if (status < 200 || status > 599) {
     throw malformed(`status ${status} is outside 200 to 599`);
   }
+  if (!REASON.test(reason)) {
+    // `Response` would throw a bare TypeError on it.
+    throw malformed(
+      `reason phrase ${JSON.stringify(reason)} has control characters`,
+    );
+  }
   headers.delete("transfer-encoding");
   return { status, statusText: reason, headers };
 }
@@ -170,6 +192,23 @@ export async function readCgiResponse(
   );
   let head: CgiResponseHead;
   try {
+    const protocol = options.protocol ?? "auto";
+    const gemini = protocol === "cgi" ? undefined : await readGeminiHead(
+      reader,
+      options.maxHeadBytes ?? DEFAULT_MAX_HEAD_BYTES,
+      protocol === "gemini",
+    );
+    if (gemini) {
+      const init = responseInitFromGemini(gemini);
+      if (gemini.status < 20 || gemini.status >= 30) {
+        finish();
+        return new Response(null, init);
+      }
+      return new Response(
+        bodyStream(reader, init.headers, options, finish),
+        init,
+      );
+    }
     head = parseCgiResponseHead(
       await readHeadLines(
         reader,
@@ -185,6 +224,57 @@ export async function readCgiResponse(
     return new Response(null, head);
   }
   return new Response(bodyStream(reader, head.headers, options, finish), head);
+}
+
+const GEMINI_START = /^[1-6][0-9](?:[ \t\r\n]|$)/;
+const utf8 = new TextDecoder();
+
+// A Gemini answer starts with two digits and a space or the line end, which
+// no CGI head can: a header name is followed by a colon, an NPH line starts
+// with "HTTP/".
+async function readGeminiHead(
+  reader: ByteReader,
+  maxHeadBytes: number,
+  required: boolean,
+): Promise<GeminiStatus | undefined> {
+  while (reader.buffered.length < 3 && await reader.fill());
+  const start = bytesToByteString(reader.buffered.subarray(0, 3));
+  if (!GEMINI_START.test(start)) {
+    if (!required) return undefined;
+    throw malformed(
+      reader.buffered.length === 0
+        ? "backend closed the connection without answering"
+        : `answer ${JSON.stringify(start)}... is not a Gemini status line`,
+    );
+  }
+  let end = reader.buffered.indexOf(LF);
+  while (end < 0) {
+    if (reader.buffered.length > maxHeadBytes) {
+      throw new ScgiClientError(
+        "head_too_large",
+        `Gemini status line is longer than the limit of ${maxHeadBytes} bytes`,
+      );
+    }
+    const searched = reader.buffered.length;
+    // A status line cut off by the end of the answer still counts.
+    if (!await reader.fill()) break;
+    end = reader.buffered.indexOf(LF, searched);
+  }
+  const length = end < 0 ? reader.buffered.length : end;
+  if (length > maxHeadBytes) {
+    throw new ScgiClientError(
+      "head_too_large",
+      `Gemini status line is longer than the limit of ${maxHeadBytes} bytes`,
+    );
+  }
+  const lineEnd = length > 0 && reader.buffered[length - 1] === 0x0d
+    ? length - 1
+    : length;
+  const line = utf8.decode(reader.buffered.subarray(0, lineEnd));
+  reader.skip(length + 1);
+  const head = parseGeminiHead(line);
+  if (!head) throw malformed(`${JSON.stringify(line)} is not a Gemini status`);
+  return head;
 }
 
 async function readHeadLines(

@@ -239,10 +239,13 @@ export function parseHeaderBlock(
   }
   const contentLength = Number(declared);
   const maxBodyBytes = limits.maxBodyBytes ?? Infinity;
-  if (contentLength > maxBodyBytes) {
+  // 16 digits can exceed 2^53, where a count of bytes stops being exact.
+  if (contentLength > maxBodyBytes || !Number.isSafeInteger(contentLength)) {
     throw new ScgiProtocolError(
       413,
-      `body of ${contentLength} bytes is larger than the limit of ${maxBodyBytes}`,
+      `body of ${declared} bytes is larger than the limit of ${
+        Math.min(maxBodyBytes, Number.MAX_SAFE_INTEGER)
+      }`,
     );
   }
   const scgi = env.SCGI;

@@ -5,8 +5,8 @@
  * The head always starts with `Status: NNN Reason`, so no front end guesses
  * (Apache turns a `Location` without `Status` into an internal redirect).
  * Each `Set-Cookie` gets its own line, hop-by-hop headers such as
- * `Transfer-Encoding` are left out, and `HEAD`, 1xx, 204 and 304 answers have
- * no body. Header values can't inject lines: `Headers` refuses CR, LF and NUL,
+ * `Transfer-Encoding` are left out, and `HEAD`, 1xx, 204, 205 and 304 answers
+ * have no body. Header values can't inject lines: `Headers` refuses CR, LF and NUL,
  * and the reason phrase is checked here.
  *
  * @example
@@ -55,7 +55,7 @@ const PENDING = Symbol("pending");
  *
  * @param status The response status.
  * @param method The request method.
- * @returns `false` for `HEAD` and for 1xx, 204 and 304 statuses.
+ * @returns `false` for `HEAD` and for 1xx, 204, 205 and 304 statuses.
  *
  * @example
  * ```ts
@@ -66,7 +66,8 @@ const PENDING = Symbol("pending");
  * ```
  */
 export function responseHasBody(status: number, method = "GET"): boolean {
-  return method !== "HEAD" && status !== 204 && status !== 304 &&
+  return method !== "HEAD" && status !== 204 && status !== 205 &&
+    status !== 304 &&
     (status < 100 || status >= 200);
 }
 

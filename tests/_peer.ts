@@ -47,7 +47,9 @@ export function peerTest(
     name,
     fn: async (t) => {
       if (missing.length > 0) {
-        throw new Error(`${missing.join(", ")} not installed (CI installs every peer)`);
+        throw new Error(
+          `${missing.join(", ")} not installed (CI installs every peer)`,
+        );
       }
       await fn(t);
     },
@@ -73,13 +75,23 @@ export async function waitForListen(
     try {
       const conn = "path" in addr
         ? await Deno.connect({ transport: "unix", path: addr.path })
-        : await Deno.connect({ hostname: addr.hostname ?? "127.0.0.1", port: addr.port });
+        : await Deno.connect({
+          hostname: addr.hostname ?? "127.0.0.1",
+          port: addr.port,
+        });
       conn.close();
       return;
     } catch (error) {
-      if (alive && !alive()) throw new Error(`peer exited before listening on ${JSON.stringify(addr)}`);
+      if (alive && !alive()) {
+        throw new Error(
+          `peer exited before listening on ${JSON.stringify(addr)}`,
+        );
+      }
       if (Date.now() > deadline) {
-        throw new Error(`nothing listens on ${JSON.stringify(addr)} after ${timeoutMs} ms`, { cause: error });
+        throw new Error(
+          `nothing listens on ${JSON.stringify(addr)} after ${timeoutMs} ms`,
+          { cause: error },
+        );
       }
       await new Promise((resolve) => setTimeout(resolve, 25));
     }
@@ -114,9 +126,14 @@ export function startPeer(
   let text = "";
   const decoder = new TextDecoder();
   const collect = async (stream: ReadableStream<Uint8Array>) => {
-    for await (const chunk of stream) text += decoder.decode(chunk, { stream: true });
+    for await (const chunk of stream) {
+      text += decoder.decode(chunk, { stream: true });
+    }
   };
-  const collecting = Promise.all([collect(child.stdout), collect(child.stderr)]);
+  const collecting = Promise.all([
+    collect(child.stdout),
+    collect(child.stderr),
+  ]);
   let exited = false;
   const status = child.status.then((s) => {
     exited = true;
