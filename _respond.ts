@@ -9,7 +9,7 @@ import {
   encodeGeminiResponse,
   isGeminiRequest,
   type ScgiProtocol,
-} from "./gemini.ts";
+} from "./codec/gemini.ts";
 import type { ScgiHandlerInfo } from "./server.ts";
 
 /** The info a handler gets for a decoded request head. */

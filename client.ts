@@ -36,7 +36,7 @@ import { cgiFromRequest } from "./codec/cgi_request.ts";
 import { readCgiResponse } from "./codec/cgi_response.ts";
 import { ScgiClientError } from "./codec/errors.ts";
 import { encodeRequestHead } from "./codec/header_encoder.ts";
-import type { ScgiProtocol } from "./gemini.ts";
+import type { ScgiProtocol } from "./codec/gemini.ts";
 
 /** Where an SCGI backend listens: TCP, or a Unix socket path. */
 export type ScgiBackend =

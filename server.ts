@@ -45,7 +45,7 @@ import {
   handlerInfo,
   responseOutput,
 } from "./_respond.ts";
-import type { ScgiProtocol } from "./gemini.ts";
+import type { ScgiProtocol } from "./codec/gemini.ts";
 
 /** What a handler gets besides the `Request`: a superset of `Deno.ServeHandlerInfo`. */
 export interface ScgiHandlerInfo {

@@ -22,7 +22,7 @@
  * @example A Gemini app, called the way Xitzin calls it
  * ```ts
  * import { testClient } from "./testing.ts";
- * import { gemini, readGeminiStatus } from "./gemini.ts";
+ * import { gemini, readGeminiStatus } from "./codec/gemini.ts";
  *
  * const client = testClient(() => gemini.notFound(), {
  *   env: { GEMINI_URL: "gemini://example.com/missing" },
@@ -46,12 +46,12 @@ import { ScgiProtocolError } from "./codec/errors.ts";
 import { encodeRequestHead } from "./codec/header_encoder.ts";
 import { readRequestHead } from "./codec/request_head.ts";
 import { requestFromCgi } from "./codec/cgi_request.ts";
-import type { ScgiProtocol } from "./gemini.ts";
+import type { ScgiProtocol } from "./codec/gemini.ts";
 import type { ScgiHandler, ServeOptions } from "./server.ts";
 
 export type { ScgiHandler, ScgiHandlerInfo, ServeOptions } from "./server.ts";
 export type { CgiEnv, CgiVariableList } from "./codec/request_head.ts";
-export type { ScgiProtocol } from "./gemini.ts";
+export type { ScgiProtocol } from "./codec/gemini.ts";
 
 /** What a front end adds to a request: extra variables, mount, client. */
 export interface TestRequestOptions {

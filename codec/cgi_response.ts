@@ -33,7 +33,7 @@ import {
   parseGeminiHead,
   responseInitFromGemini,
   type ScgiProtocol,
-} from "../gemini.ts";
+} from "./gemini.ts";
 
 /** Options for {@linkcode readCgiResponse}. */
 export interface ReadCgiResponseOptions {
