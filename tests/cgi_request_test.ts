@@ -240,6 +240,32 @@ Deno.test("requestFromCgi skips header names and values HTTP can't carry", () =>
   assert.deepEqual([...request.headers], [["x-ok", "fine"]]);
 });
 
+Deno.test("requestFromCgi: values are trimmed; CONTENT_TYPE and CONTENT_LENGTH are never doubled", () => {
+  const request = requestFromCgi({
+    REQUEST_METHOD: "POST",
+    REQUEST_URI: "/",
+    CONTENT_LENGTH: "4",
+    CONTENT_TYPE: " text/plain\t",
+    HTTP_CONTENT_TYPE: "application/evil",
+    "HTTP_CONTENT-LENGTH": "999",
+    HTTP_X_PADDED: "  v a l  ",
+    HTTP_X_ONLY_SPACE: "   ",
+  });
+  assert.deepEqual([...request.headers], [
+    ["content-length", "4"],
+    ["content-type", "text/plain"],
+    ["x-only-space", ""],
+    ["x-padded", "v a l"],
+  ]);
+  // Without CONTENT_TYPE, a Content-Type header is all there is.
+  const typed = requestFromCgi({
+    REQUEST_URI: "/",
+    CONTENT_TYPE: "",
+    HTTP_CONTENT_TYPE: "a/b",
+  });
+  assert.equal(typed.headers.get("content-type"), "a/b");
+});
+
 Deno.test("requestFromCgi: non-ASCII values become their bytes; raw bytes stay bytes", () => {
   const request = requestFromCgi({
     REQUEST_URI: "/",
