@@ -304,7 +304,8 @@ function splitMixedEncoding(
  *
  * @example
  * ```ts
- * import { encodeRequestHead, readRequestHead } from "./mod.ts";
+ * import { encodeRequestHead } from "./header_encoder.ts";
+ * import { readRequestHead } from "./request_head.ts";
  *
  * const head = encodeRequestHead({ REQUEST_METHOD: "GET" }, 0);
  * const decoded = await readRequestHead(ReadableStream.from([head]));
