@@ -418,7 +418,9 @@ class Server implements ScgiServer {
       this.#removeSignalHandlers();
       this.#slotFreed?.();
       const timeout = this.#limits.shutdownTimeout;
-      if (Number.isFinite(timeout) && this.#connections.size > 0) {
+      // Also with no connection now: an accept still pending may yet bring
+      // one in. #maybeFinish clears the timer.
+      if (Number.isFinite(timeout)) {
         const timer = setTimeout(() => {
           for (const connection of this.#connections) {
             this.#abort(
