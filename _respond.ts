@@ -61,25 +61,29 @@ export function encodeResponse(
   response: Response,
   method: string,
   gemini: boolean,
+  signal?: AbortSignal,
 ): AsyncGenerator<Uint8Array<ArrayBuffer>, void, undefined> {
+  const options = signal ? { method, signal } : { method };
   return gemini
-    ? encodeGeminiResponse(response)
-    : encodeCgiResponse(response, { method });
+    ? encodeGeminiResponse(response, options)
+    : encodeCgiResponse(response, options);
 }
 
 /**
  * The output of one answer: the chunks of `response`, and when its body
  * fails before anything went out, the chunks of `onError`'s answer instead.
  * A failure after the head can't be answered (a second head can't follow),
- * so it ends the output with the error.
+ * so it ends the output with the error. Aborting `signal` (the connection is
+ * gone) cancels the body and ends the output.
  */
 export async function* responseOutput(
   response: Response,
   method: string,
   gemini: boolean,
   onError: (error: unknown) => Promise<Response>,
+  signal?: AbortSignal,
 ): AsyncGenerator<Uint8Array<ArrayBuffer>, void, undefined> {
-  let chunks = encodeResponse(response, method, gemini);
+  let chunks = encodeResponse(response, method, gemini, signal);
   let headSent = false;
   try {
     while (true) {
@@ -92,7 +96,7 @@ export async function* responseOutput(
           fallback.body?.cancel().catch(() => {});
           throw error;
         }
-        chunks = encodeResponse(fallback, method, gemini);
+        chunks = encodeResponse(fallback, method, gemini, signal);
         continue;
       }
       if (next.done) return;

@@ -291,6 +291,10 @@ export function serve(
 const FIRST_READ_BYTES = 16 * 1024;
 const READ_BYTES = 64 * 1024;
 
+// The reason a closed connection's response body is cancelled with: made once,
+// since an AbortSignal's default reason captures a stack every time.
+const CONNECTION_CLOSED = new DOMException("connection closed", "AbortError");
+
 type Phase = "head" | "handler" | "writing" | "done";
 
 interface Connection {
@@ -558,8 +562,8 @@ class Server implements ScgiServer {
     const limits = this.#limits;
     // Raw reads, not conn.readable: reading that stream to its end releases
     // the whole connection, and a front end that half-closes after its
-    // request must still get the answer. Reads are chained so the body, the
-    // reset watch and the drain never read at once.
+    // request must still get the answer. Reads are chained so the body and
+    // the drain never read at once.
     let last: Promise<unknown> = Promise.resolve();
     let size = FIRST_READ_BYTES;
     const source: ByteSource = {
@@ -607,10 +611,7 @@ class Server implements ScgiServer {
     connection.controller = controller;
     let bodyDone = head.contentLength === 0;
     head.bodyEnd.then(
-      () => {
-        bodyDone = true;
-        this.#watchForReset(connection, source);
-      },
+      () => (bodyDone = true),
       (error) => this.#abort(connection, error),
     );
     const env = head.env;
@@ -672,37 +673,39 @@ class Server implements ScgiServer {
   }
 
   // Calls the handler (or onError) and settles with its response, or rejects
-  // when the request is aborted first.
-  async #respond(
+  // when the request is aborted first (so a handler that never returns can't
+  // hold shutdown). A handler that answers at once skips the race.
+  #respond(
     request: Request,
     info: ScgiHandlerInfo,
     signal: AbortSignal,
-  ): Promise<Response> {
-    const aborted = new Promise<never>((_, reject) => {
-      if (signal.aborted) reject(signal.reason);
-      signal.addEventListener("abort", () => reject(signal.reason), {
-        once: true,
+  ): Response | Promise<Response> {
+    let result: Response | Promise<Response>;
+    try {
+      result = this.#handler(request, info);
+    } catch (error) {
+      return this.#onError(error);
+    }
+    if (result instanceof Response) return result;
+    const run = Promise.resolve(result).then(
+      (response) => {
+        if (response instanceof Response) return response;
+        throw new TypeError("the handler did not return a Response");
+      },
+    ).catch((error) => this.#onError(error));
+    if (signal.aborted) return Promise.reject(signal.reason);
+    return new Promise<Response>((resolve, reject) => {
+      const onAbort = () => {
+        reject(signal.reason);
+        // Nobody will write the late response: release its body.
+        run.then((late) => late.body?.cancel().catch(() => {}), () => {});
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      run.then((response) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(response);
       });
     });
-    aborted.catch(() => {});
-    const run = (async () => {
-      try {
-        const response = await this.#handler(request, info);
-        if (!(response instanceof Response)) {
-          throw new TypeError("the handler did not return a Response");
-        }
-        return response;
-      } catch (error) {
-        return await this.#onError(error);
-      }
-    })();
-    try {
-      return await Promise.race([run, aborted]);
-    } catch (error) {
-      // Nobody will write the late response: release its body.
-      run.then((late) => late.body?.cancel().catch(() => {}), () => {});
-      throw error;
-    }
   }
 
   async #onError(error: unknown): Promise<Response> {
@@ -727,26 +730,31 @@ class Server implements ScgiServer {
     method: string,
     gemini: boolean,
   ): Promise<void> {
-    const writer = connection.conn.writable.getWriter();
+    const { conn } = connection;
     const idle = this.#limits.idleTimeout;
     const chunks = responseOutput(
-      cutOffOnClose(response, connection.gone.signal),
+      response,
       method,
       gemini,
       // A body cut off because the connection closed is not the handler's
       // failure: no onError, no second answer.
       (error) =>
         connection.closed ? Promise.reject(error) : this.#onError(error),
+      connection.gone.signal,
     );
     try {
       for await (const chunk of chunks) {
         connection.deadline = Date.now() + idle;
-        await writer.write(chunk);
+        // conn.write, not a stream writer: one op per chunk and nothing to
+        // set up per response. It may write less than asked.
+        let written = await conn.write(chunk);
+        while (written < chunk.length) {
+          written += await conn.write(chunk.subarray(written));
+        }
         connection.deadline = Infinity;
       }
     } finally {
       connection.deadline = Infinity;
-      writer.releaseLock();
     }
   }
 
@@ -771,19 +779,6 @@ class Server implements ScgiServer {
     }
   }
 
-  // Once the body is in, a read that fails (a reset, not a half-close)
-  // means the front end is gone: abort the request.
-  #watchForReset(connection: Connection, reader: ByteSource): void {
-    reader.read().then(
-      () => {},
-      (error) => {
-        if (!connection.closed && connection.phase !== "done") {
-          this.#abort(connection, error);
-        }
-      },
-    );
-  }
-
   #abort(connection: Connection, reason: unknown): void {
     const controller = connection.controller;
     if (
@@ -798,7 +793,7 @@ class Server implements ScgiServer {
   #close(connection: Connection): void {
     if (connection.closed) return;
     connection.closed = true;
-    connection.gone.abort();
+    connection.gone.abort(CONNECTION_CLOSED);
     try {
       connection.conn.close();
     } catch {
@@ -869,42 +864,6 @@ class Server implements ScgiServer {
     clearTimeout(this.#shutdownTimer);
     this.#finished.resolve();
   }
-}
-
-// A response body that a streaming handler may take forever to produce (an
-// event stream waiting for events) would hold the connection's task, and so
-// shutdown(), forever once the connection is gone. This body is the same
-// stream, but closing the connection cancels the handler's stream (so it
-// learns to stop) and errors this one (so the write ends).
-function cutOffOnClose(response: Response, signal: AbortSignal): Response {
-  const body = response.body;
-  if (body === null) return response;
-  const reader = body.getReader();
-  let onAbort: (() => void) | undefined;
-  const stream = new ReadableStream<Uint8Array>({
-    start(controller) {
-      onAbort = () => {
-        controller.error(signal.reason);
-        reader.cancel(signal.reason).catch(() => {});
-      };
-      signal.addEventListener("abort", onAbort, { once: true });
-    },
-    async pull(controller) {
-      const { done, value } = await reader.read();
-      if (signal.aborted) return;
-      if (done) {
-        signal.removeEventListener("abort", onAbort!);
-        controller.close();
-      } else {
-        controller.enqueue(value);
-      }
-    },
-    cancel(reason) {
-      signal.removeEventListener("abort", onAbort!);
-      return reader.cancel(reason);
-    },
-  }, { highWaterMark: 0 });
-  return new Response(stream, response);
 }
 
 /**

@@ -41,6 +41,7 @@
  * @module
  */
 
+import { headAndBody } from "./_body_output.ts";
 import { statusText } from "./status_text.ts";
 
 /** Which answer format a server writes, or a client expects. */
@@ -403,6 +404,7 @@ export function encodeGeminiHead(head: GeminiStatus): Uint8Array<ArrayBuffer> {
  */
 export async function* encodeGeminiResponse(
   response: Response,
+  options: { signal?: AbortSignal } = {},
 ): AsyncGenerator<Uint8Array<ArrayBuffer>, void, undefined> {
   const body = response.body;
   let head: GeminiStatus;
@@ -418,50 +420,7 @@ export async function* encodeGeminiResponse(
     yield line;
     return;
   }
-  const reader = body.getReader();
-  let finished = false;
-  try {
-    const firstRead = reader.read();
-    const first = await Promise.race([firstRead, microtasks(16)]);
-    let pending: typeof firstRead | undefined;
-    if (first === PENDING) {
-      yield line;
-      pending = firstRead;
-    } else if (first.done) {
-      finished = true;
-      yield line;
-      return;
-    } else {
-      const chunk = bytes(first.value);
-      const out = new Uint8Array(line.length + chunk.length);
-      out.set(line);
-      out.set(chunk, line.length);
-      yield out;
-    }
-    while (true) {
-      const result = await (pending ?? reader.read());
-      pending = undefined;
-      if (result.done) {
-        finished = true;
-        return;
-      }
-      yield bytes(result.value);
-    }
-  } finally {
-    if (!finished) reader.cancel().catch(() => {});
-  }
-}
-
-const PENDING = Symbol("pending");
-
-async function microtasks(count: number): Promise<typeof PENDING> {
-  for (let i = 0; i < count; i++) await null;
-  return PENDING;
-}
-
-function bytes(chunk: unknown): Uint8Array<ArrayBuffer> {
-  if (chunk instanceof Uint8Array) return chunk as Uint8Array<ArrayBuffer>;
-  throw new TypeError("response body yielded a chunk that is not a Uint8Array");
+  yield* headAndBody(() => line, body, options.signal);
 }
 
 /**

@@ -23,6 +23,7 @@
  * @module
  */
 
+import { headAndBody } from "./_body_output.ts";
 import { byteStringToBytes } from "./_byte_string.ts";
 import { statusText } from "./status_text.ts";
 
@@ -33,6 +34,11 @@ export interface EncodeCgiResponseOptions {
    * @default {"GET"}
    */
   method?: string;
+  /**
+   * Aborting it cancels the response body: the output ends even while it
+   * waits for a chunk that may never come (the connection is gone).
+   */
+  signal?: AbortSignal;
 }
 
 /** Response headers that belong to one hop, or that the head writes itself. */
@@ -48,7 +54,6 @@ const LEFT_OUT = new Set([
 ]);
 
 const LINE_BREAK = /[\r\n\0]/;
-const PENDING = Symbol("pending");
 
 /**
  * Whether a response to `method` with `status` carries a body.
@@ -156,52 +161,11 @@ export async function* encodeCgiResponse(
     yield encodeResponseHead(response, 0);
     return;
   }
-  const reader = body.getReader();
-  let finished = false;
-  try {
-    // A body that is already there (string, bytes, JSON) settles within a
-    // few microtasks; then head and body go out in one write with a length.
-    // A body still being produced must not hold the head back.
-    let pending: Promise<ReadableStreamReadResult<Uint8Array>> | undefined;
-    const firstRead = reader.read();
-    const first = await soon(firstRead);
-    if (first === PENDING) {
-      pending = firstRead;
-      yield encodeResponseHead(response);
-    } else if (first.done) {
-      finished = true;
-      yield encodeResponseHead(response, 0);
-      return;
-    } else {
-      const firstChunk = bytes(first.value);
-      const next = reader.read();
-      const second = await soon(next);
-      const complete = second !== PENDING && second.done;
-      const head = encodeResponseHead(
-        response,
-        complete ? firstChunk.length : undefined,
-      );
-      const out = new Uint8Array(head.length + firstChunk.length);
-      out.set(head);
-      out.set(firstChunk, head.length);
-      if (complete) finished = true;
-      yield out;
-      if (complete) return;
-      if (second === PENDING) pending = next;
-      else yield bytes(second.value);
-    }
-    while (true) {
-      const result = await (pending ?? reader.read());
-      pending = undefined;
-      if (result.done) {
-        finished = true;
-        return;
-      }
-      yield bytes(result.value);
-    }
-  } finally {
-    if (!finished) reader.cancel().catch(() => {});
-  }
+  yield* headAndBody(
+    (contentLength) => encodeResponseHead(response, contentLength),
+    body,
+    options.signal,
+  );
 }
 
 /**
@@ -226,18 +190,4 @@ export function cgiResponseStream(
   options: EncodeCgiResponseOptions = {},
 ): ReadableStream<Uint8Array<ArrayBuffer>> {
   return ReadableStream.from(encodeCgiResponse(response, options));
-}
-
-function bytes(chunk: unknown): Uint8Array<ArrayBuffer> {
-  if (chunk instanceof Uint8Array) return chunk as Uint8Array<ArrayBuffer>;
-  throw new TypeError("response body yielded a chunk that is not a Uint8Array");
-}
-
-async function soon<T>(promise: Promise<T>): Promise<T | typeof PENDING> {
-  return await Promise.race([promise, microtasks(16)]);
-}
-
-async function microtasks(count: number): Promise<typeof PENDING> {
-  for (let i = 0; i < count; i++) await null;
-  return PENDING;
 }
