@@ -288,7 +288,7 @@ export function serve(
 
 // The first read holds the header block of nearly every request (nginx sends
 // well under 4 KiB); body reads take what the socket has, up to 64 KiB.
-const FIRST_READ_BYTES = 16 * 1024;
+const FIRST_READ_BYTES = 8 * 1024;
 const READ_BYTES = 64 * 1024;
 
 // The reason a closed connection's response body is cancelled with: made once,
