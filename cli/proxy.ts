@@ -6,6 +6,7 @@
  */
 
 import { parseBackend, scgiProxy } from "../gateway.ts";
+import { accessLog } from "../middleware/access_log.ts";
 import {
   CliError,
   duration,
@@ -128,7 +129,13 @@ export async function proxy(args: string[]): Promise<number> {
   );
   const headTimeout = seconds("--timeout", values.timeout);
 
-  const log = values.quiet ? undefined : values.json ? "json" : "clf";
+  // The access log middleware, as any app would use it: CLF or JSON lines on
+  // stdout, written when each body ends, never holding a response back.
+  const log = values.quiet
+    ? undefined
+    : accessLog({ format: values.json ? "json" : "common" });
+  const proxied = (request: Request, info: Deno.ServeHandlerInfo) =>
+    handler(request, info);
   const server = listening(`${hostname}:${port}`, () =>
     Deno.serve({
       hostname,
@@ -143,12 +150,7 @@ export async function proxy(args: string[]): Promise<number> {
           } -> ${values.backend!.join(", ")}`,
         );
       },
-    }, (request, info) => {
-      const started = Date.now();
-      return handler(request, info).then((response) =>
-        log ? logged(request, info, response, started, log) : response
-      );
-    }));
+    }, log ? log(proxied) : proxied));
   // SERVER_PORT is the port this front end listens on, as nginx sends it.
   const handler = scgiProxy({
     backends,
@@ -163,105 +165,11 @@ export async function proxy(args: string[]): Promise<number> {
   const removeSignals = onStopSignal(() => server.shutdown());
   try {
     await server.finished;
+    await log?.flush();
   } finally {
     removeSignals();
   }
   return 0;
-}
-
-const MONTHS = [
-  "Jan",
-  "Feb",
-  "Mar",
-  "Apr",
-  "May",
-  "Jun",
-  "Jul",
-  "Aug",
-  "Sep",
-  "Oct",
-  "Nov",
-  "Dec",
-];
-const encoder = new TextEncoder();
-
-// Logs once the body has been sent (or failed), with the bytes sent, as
-// nginx and Apache log at the end of a request.
-function logged(
-  request: Request,
-  info: Deno.ServeHandlerInfo,
-  response: Response,
-  started: number,
-  format: "clf" | "json",
-): Response {
-  let bytes = 0;
-  let done = false;
-  const write = (outcome: string) => {
-    if (done) return;
-    done = true;
-    const url = new URL(request.url);
-    const remote = "hostname" in info.remoteAddr
-      ? info.remoteAddr.hostname
-      : "-";
-    const line = format === "json"
-      ? JSON.stringify({
-        time: new Date(started).toISOString(),
-        remote,
-        method: request.method,
-        target: url.pathname + url.search,
-        status: response.status,
-        bytes,
-        ms: Date.now() - started,
-        ...(outcome ? { error: outcome } : {}),
-      })
-      : `${remote} - - [${clfDate(new Date(started))}] "${request.method} ${
-        (url.pathname + url.search).replace(/["\\\s]/g, encodeURIComponent)
-      } HTTP/1.1" ${response.status} ${bytes || "-"}`;
-    // A full stdout must not stall requests; lines are small.
-    Deno.stdout.write(encoder.encode(line + "\n")).catch(() => {});
-  };
-  if (!response.body) {
-    write("");
-    return response;
-  }
-  const reader = response.body.getReader();
-  return new Response(
-    new ReadableStream<Uint8Array>({
-      async pull(controller) {
-        try {
-          const { done, value } = await reader.read();
-          if (done) {
-            controller.close();
-            write("");
-          } else {
-            bytes += value.length;
-            controller.enqueue(value);
-          }
-        } catch (error) {
-          write((error as Error)?.message ?? String(error));
-          controller.error(error);
-        }
-      },
-      async cancel(reason) {
-        write("client went away");
-        await reader.cancel(reason).catch(() => {});
-      },
-    }),
-    {
-      status: response.status,
-      statusText: response.statusText,
-      headers: response.headers,
-    },
-  );
-}
-
-function clfDate(date: Date): string {
-  const pad = (n: number) => String(n).padStart(2, "0");
-  return `${pad(date.getUTCDate())}/${
-    MONTHS[date.getUTCMonth()]
-  }/${date.getUTCFullYear()}:${pad(date.getUTCHours())}:${
-    pad(date.getUTCMinutes())
-  }:${pad(date.getUTCSeconds())} +0000`;
 }
 
 // A listen failure (port in use, no permission) in one clear line.

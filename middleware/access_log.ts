@@ -48,7 +48,7 @@
  * @module
  */
 
-import type { ScgiHandler, ScgiHandlerInfo } from "../server.ts";
+import type { Handler, MiddlewareInfo } from "./types.ts";
 
 /** Options of {@linkcode accessLog}. */
 export interface AccessLogOptions {
@@ -60,10 +60,13 @@ export interface AccessLogOptions {
   sink?: WritableStream<Uint8Array> | ((line: string) => void);
   /**
    * `"common"`: host, ident, user, time, request line, status, bytes.
-   * `"combined"` adds the referer and the user agent.
+   * `"combined"` adds the referer and the user agent. `"json"`: one JSON
+   * object a line, for programs (`time` as ISO 8601, `remote`, `user`,
+   * `method`, `target`, `protocol`, `status`, `bytes`, `ms`, `referer`,
+   * `agent`).
    * @default {"combined"}
    */
-  format?: "common" | "combined";
+  format?: "common" | "combined" | "json";
   /** Append the seconds the request took (`0.012`). @default {false} */
   timeTaken?: boolean;
   /**
@@ -78,8 +81,10 @@ export interface AccessLogOptions {
 
 /** The middleware, with its queue's state. */
 export interface AccessLogMiddleware {
-  /** Wraps a handler. */
-  (handler: ScgiHandler): ScgiHandler;
+  /** Wraps a handler (of `serve()`, `Deno.serve` or the gateway). */
+  <Info extends MiddlewareInfo | undefined>(
+    handler: Handler<Info>,
+  ): Handler<Info>;
   /** Lines dropped because the sink was too slow. */
   readonly dropped: number;
   /** Lines waiting for a stream sink. */
@@ -204,29 +209,31 @@ export function accessLog(options: AccessLogOptions = {}): AccessLogMiddleware {
     draining ??= drain(writer!);
   };
 
-  const middleware =
-    (handler: ScgiHandler): ScgiHandler => async (request, info) => {
-      const started = now();
-      const write = (status: number | undefined, bytes: number) =>
-        emit(
-          line(request, info, started, now(), status, bytes, format, options),
-        );
-      let response: Response;
-      try {
-        response = await handler(request, info);
-      } catch (error) {
-        write(500, 0);
-        throw error;
-      }
-      if (response.body === null) {
-        write(response.status, 0);
-        return response;
-      }
-      return new Response(
-        counted(response.body, (bytes) => write(response.status, bytes)),
-        response,
+  const middleware = <Info extends MiddlewareInfo | undefined>(
+    handler: Handler<Info>,
+  ): Handler<Info> =>
+  async (request, info) => {
+    const started = now();
+    const write = (status: number | undefined, bytes: number) =>
+      emit(
+        line(request, info, started, now(), status, bytes, format, options),
       );
-    };
+    let response: Response;
+    try {
+      response = await handler(request, info);
+    } catch (error) {
+      write(500, 0);
+      throw error;
+    }
+    if (response.body === null) {
+      write(response.status, 0);
+      return response;
+    }
+    return new Response(
+      counted(response.body, (bytes) => write(response.status, bytes)),
+      response,
+    );
+  };
   return Object.defineProperties(middleware, {
     dropped: { get: () => dropped },
     pending: { get: () => queue.length },
@@ -290,22 +297,37 @@ function counted(
 
 function line(
   request: Request,
-  info: ScgiHandlerInfo | undefined,
+  info: MiddlewareInfo | undefined,
   started: Date,
   ended: Date,
   status: number | undefined,
   bytes: number,
-  format: "common" | "combined",
+  format: "common" | "combined" | "json",
   options: AccessLogOptions,
 ): string {
   const env = info?.env ?? {};
   const addr = info?.remoteAddr;
   const host = env.REMOTE_ADDR ||
     (addr && "hostname" in addr ? addr.hostname : "-");
-  const user = env.REMOTE_USER ? escape(env.REMOTE_USER) : "-";
   const url = new URL(request.url);
   const target = env.REQUEST_URI || url.pathname + url.search;
   const protocol = env.SERVER_PROTOCOL || "HTTP/1.1";
+  if (format === "json") {
+    return JSON.stringify({
+      time: started.toISOString(),
+      remote: host,
+      user: env.REMOTE_USER ?? null,
+      method: request.method,
+      target,
+      protocol,
+      status: status ?? null,
+      bytes,
+      ms: ended.getTime() - started.getTime(),
+      referer: request.headers.get("referer"),
+      agent: request.headers.get("user-agent"),
+    });
+  }
+  const user = env.REMOTE_USER ? escape(env.REMOTE_USER) : "-";
   const requestLine = escape(`${request.method} ${target} ${protocol}`);
   let text = `${escape(host)} - ${user} [${
     clfTime(started)

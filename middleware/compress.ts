@@ -32,7 +32,7 @@
  * @module
  */
 
-import type { ScgiHandler } from "../server.ts";
+import type { Middleware } from "./types.ts";
 
 /** A content coding `compress()` can produce. */
 export type CompressionEncoding = "gzip" | "deflate";
@@ -181,7 +181,7 @@ export function negotiateEncoding(
  */
 export function compress(
   options: CompressOptions = {},
-): (handler: ScgiHandler) => ScgiHandler {
+): Middleware {
   const threshold = options.threshold ?? 1024;
   const offered = options.encodings ?? ["gzip", "deflate"];
   const compressible = options.compressible ?? isCompressible;

@@ -26,7 +26,7 @@
  * @module
  */
 
-import type { ScgiHandler } from "../server.ts";
+import type { Middleware } from "./types.ts";
 import { statusText } from "../codec/status_text.ts";
 
 /** Options of {@linkcode errorPage}. */
@@ -63,7 +63,7 @@ export interface ErrorPageOptions {
  */
 export function errorPage(
   options: ErrorPageOptions = {},
-): (handler: ScgiHandler) => ScgiHandler {
+): Middleware {
   const onError = options.onError ??
     ((error: unknown) => console.error(error));
   return (handler) => async (request, info) => {

@@ -23,7 +23,7 @@
  * @module
  */
 
-import type { ScgiHandler } from "../server.ts";
+import type { Middleware } from "./types.ts";
 
 /** Options of {@linkcode health}. */
 export interface HealthOptions {
@@ -55,7 +55,7 @@ export interface HealthOptions {
  */
 export function health(
   options: HealthOptions = {},
-): (handler: ScgiHandler) => ScgiHandler {
+): Middleware {
   const path = options.path ?? "/healthz";
   const timeout = options.timeout ?? 5000;
   return (handler) => async (request, info) => {

@@ -1,6 +1,7 @@
 /**
  * Middleware for SCGI apps: plain functions `(handler) => handler`, so they
- * wrap any `serve()` handler (or each other) without a framework.
+ * wrap any `serve()` handler, a `Deno.serve` handler or the SCGI gateway (or
+ * each other) without a framework.
  * {@linkcode compose} applies several, the first one outermost.
  *
  * - {@linkcode compress}: gzip/deflate negotiated from `Accept-Encoding`.
@@ -30,18 +31,16 @@
  * @module
  */
 
-import type { ScgiHandler } from "../server.ts";
+import type { Handler, Middleware, MiddlewareInfo } from "./types.ts";
 
 export type { ScgiHandler, ScgiHandlerInfo } from "../server.ts";
 export type { CgiEnv, CgiVariableList } from "../codec/request_head.ts";
+export * from "./types.ts";
 
 export * from "./compress.ts";
 export * from "./access_log.ts";
 export * from "./health.ts";
 export * from "./error_page.ts";
-
-/** A middleware: takes a handler, returns one that wraps it. */
-export type Middleware = (handler: ScgiHandler) => ScgiHandler;
 
 /**
  * Applies middleware to a handler, the first one outermost: it sees the
@@ -59,6 +58,9 @@ export type Middleware = (handler: ScgiHandler) => ScgiHandler;
  * ```
  */
 export function compose(...middleware: Middleware[]): Middleware {
-  return (handler) =>
-    middleware.reduceRight((inner, wrap) => wrap(inner), handler);
+  return <Info extends MiddlewareInfo | undefined>(handler: Handler<Info>) =>
+    middleware.reduceRight<Handler<Info>>(
+      (inner, wrap) => wrap(inner),
+      handler,
+    );
 }

@@ -204,3 +204,36 @@ Deno.test("accessLog: over a real socket, REMOTE_ADDR from the front end", async
     /^2001:db8::1 - - \[.*\] "GET \/p HTTP\/1\.1" 200 2$/,
   );
 });
+
+Deno.test("accessLog: json lines for programs, and Deno.serve-style info without env", async () => {
+  const lines: string[] = [];
+  const log = accessLog({ sink: (line) => lines.push(line), format: "json" });
+  // A Deno.serve handler: its info has remoteAddr and no CGI variables.
+  const handler = log((_request: Request, _info: Deno.ServeHandlerInfo) =>
+    new Response("four")
+  );
+  const info = {
+    remoteAddr: {
+      transport: "tcp" as const,
+      hostname: "192.0.2.1",
+      port: 5000,
+    },
+    completed: Promise.resolve(),
+  };
+  const response = await handler(
+    new Request("http://localhost/a?b=1", { headers: { "user-agent": "ua" } }),
+    info,
+  );
+  assert.equal(await response.text(), "four");
+  assert.equal(lines.length, 1);
+  const entry = JSON.parse(lines[0]!);
+  assert.equal(entry.remote, "192.0.2.1");
+  assert.equal(entry.method, "GET");
+  assert.equal(entry.target, "/a?b=1");
+  assert.equal(entry.status, 200);
+  assert.equal(entry.bytes, 4);
+  assert.equal(entry.agent, "ua");
+  assert.equal(entry.user, null);
+  assert.equal(typeof entry.ms, "number");
+  assert.ok(!Number.isNaN(Date.parse(entry.time)));
+});

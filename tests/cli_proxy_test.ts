@@ -5,7 +5,7 @@ import { oneLine, runCli, startCli } from "./_cli.ts";
 
 const quiet = { port: 0, onListen() {} };
 const CLF =
-  /^127\.0\.0\.1 - - \[\d{2}\/[A-Z][a-z]{2}\/\d{4}:\d{2}:\d{2}:\d{2} \+0000\] "([A-Z]+) (\S+) HTTP\/1\.1" (\d{3}) (\d+|-)$/;
+  /^127\.0\.0\.1 - - \[\d{2}\/[A-Z][a-z]{2}\/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}\] "([A-Z]+) (\S+) HTTP\/1\.1" (\d{3}) (\d+|-)$/;
 
 Deno.test("scgi proxy --help has examples", async () => {
   const { code, stdout } = await runCli([], ["proxy", "--help"]);
