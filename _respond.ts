@@ -34,6 +34,27 @@ export function handlerInfo(
   };
 }
 
+/**
+ * The answer to a handler failure: `onError`'s response, or (without one, or
+ * when it fails too) the error logged and a plain 500.
+ */
+export async function answerFailure(
+  onError: ((error: unknown) => Response | Promise<Response>) | undefined,
+  error: unknown,
+): Promise<Response> {
+  if (onError) {
+    try {
+      const response = await onError(error);
+      if (response instanceof Response) return response;
+    } catch (secondary) {
+      console.error("onError failed:", secondary);
+    }
+  } else {
+    console.error(error);
+  }
+  return errorResponse(500, "Internal Server Error");
+}
+
 /** A short plain-text answer the server gives on its own. */
 export function errorResponse(status: number, message: string): Response {
   return new Response(message + "\n", {

@@ -36,6 +36,7 @@ import { cgiFromRequest } from "./codec/cgi_request.ts";
 import { readCgiResponse } from "./codec/cgi_response.ts";
 import { ScgiClientError } from "./codec/errors.ts";
 import { encodeRequestHead } from "./codec/header_encoder.ts";
+import { readWhole } from "./_read_whole.ts";
 import type { ScgiProtocol } from "./codec/gemini.ts";
 
 /** Where an SCGI backend listens: TCP, or a Unix socket path. */
@@ -324,25 +325,8 @@ async function requestBody(
   if (stated !== null && /^[0-9]{1,16}$/.test(stated)) {
     return { kind: "stream", length: Number(stated), stream: request.body };
   }
-  const chunks: Uint8Array[] = [];
-  let length = 0;
-  for await (const chunk of request.body) {
-    length += chunk.length;
-    if (length > maxBuffered) {
-      throw new ScgiClientError(
-        "request_too_large",
-        `request body of unknown length is over ${maxBuffered} bytes; state its content-length to stream it`,
-      );
-    }
-    chunks.push(chunk);
-  }
-  const bytes = new Uint8Array(length);
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return { kind: "bytes", length, bytes };
+  const bytes = await readWhole(request.body, maxBuffered);
+  return { kind: "bytes", length: bytes.length, bytes };
 }
 
 async function connect(
@@ -530,16 +514,7 @@ async function exchange(
     return response;
   } catch (error) {
     close();
-    if (error instanceof ScgiClientError || error === signal.reason) {
-      throw error;
-    }
-    throw new ScgiClientError(
-      "connection_failed",
-      `connection to ${describe(backend)} failed: ${
-        (error as Error)?.message ?? error
-      }`,
-      { cause: error },
-    );
+    return asClientError(error);
   }
 }
 

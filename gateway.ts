@@ -44,6 +44,7 @@ import {
   type ScgiClientOptions,
 } from "./client.ts";
 import { ScgiClientError } from "./codec/errors.ts";
+import { readWhole } from "./_read_whole.ts";
 
 export type { ScgiBackend, ScgiClientOptions } from "./client.ts";
 
@@ -262,7 +263,7 @@ export function scgiProxy(options: ScgiProxyOptions): ScgiProxyHandler {
     let body: ReadableStream<Uint8Array> | Uint8Array | null = request.body;
     if (body && request.headers.get("content-length") === null) {
       try {
-        body = await readAll(body, maxBuffered);
+        body = await readWhole(body, maxBuffered);
       } catch (error) {
         if (error instanceof ScgiClientError) {
           return textResponse(413, error.message);
@@ -467,31 +468,6 @@ async function cancelBody(
   body: ReadableStream<Uint8Array> | Uint8Array | null,
 ): Promise<void> {
   if (body instanceof ReadableStream) await body.cancel().catch(() => {});
-}
-
-async function readAll(
-  stream: ReadableStream<Uint8Array>,
-  limit: number,
-): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  let length = 0;
-  for await (const chunk of stream) {
-    length += chunk.length;
-    if (length > limit) {
-      throw new ScgiClientError(
-        "request_too_large",
-        `request body without a content-length is over ${limit} bytes`,
-      );
-    }
-    chunks.push(chunk);
-  }
-  const bytes = new Uint8Array(length);
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return bytes;
 }
 
 // Calls done once the response body has ended, failed or been cancelled.

@@ -40,6 +40,7 @@ import {
 } from "./codec/request_head.ts";
 import { requestFromCgi } from "./codec/cgi_request.ts";
 import {
+  answerFailure,
   answersInGemini,
   errorResponse,
   handlerInfo,
@@ -708,20 +709,9 @@ class Server implements ScgiServer {
     });
   }
 
-  async #onError(error: unknown): Promise<Response> {
+  #onError(error: unknown): Promise<Response> {
     this.#stats.handlerErrors++;
-    const onError = this.#options.onError;
-    if (onError) {
-      try {
-        const response = await onError(error);
-        if (response instanceof Response) return response;
-      } catch (secondary) {
-        console.error("onError failed:", secondary);
-      }
-    } else {
-      console.error(error);
-    }
-    return errorResponse(500, "Internal Server Error");
+    return answerFailure(this.#options.onError, error);
   }
 
   async #write(

@@ -35,6 +35,7 @@
  */
 
 import {
+  answerFailure,
   answersInGemini,
   errorResponse,
   handlerInfo,
@@ -171,19 +172,7 @@ async function exchange(
   ]);
 
   const protocol: ScgiProtocol | undefined = options.protocol;
-  const onError = async (error: unknown): Promise<Response> => {
-    if (options.onError) {
-      try {
-        const response = await options.onError(error);
-        if (response instanceof Response) return response;
-      } catch (secondary) {
-        console.error("onError failed:", secondary);
-      }
-    } else {
-      console.error(error);
-    }
-    return errorResponse(500, "Internal Server Error");
-  };
+  const onError = (error: unknown) => answerFailure(options.onError, error);
 
   let response: Response;
   let method = "GET";
