@@ -153,6 +153,17 @@ export interface ServeOptions {
    */
   handleSignals?: boolean;
   /**
+   * Take the front end closing its side of the connection after the request
+   * as the client having left: `request.signal` aborts at once, even while
+   * the handler is still working on an answer. nginx, lighttpd and Apache
+   * never half-close, so behind them an end of input does mean the client
+   * went away; the default suits front ends that half-close after sending
+   * (then the handler learns of a departure only when its answer can't be
+   * written).
+   * @default {false}
+   */
+  abortOnHangUp?: boolean;
+  /**
    * Listen with `SO_REUSEPORT` so several processes share the TCP port and
    * the kernel spreads connections over them (what `scgi serve --workers`
    * does). Linux; `Deno.listen`'s `reusePort` is unstable, so the process
@@ -295,6 +306,10 @@ const READ_BYTES = 64 * 1024;
 // The reason a closed connection's response body is cancelled with: made once,
 // since an AbortSignal's default reason captures a stack every time.
 const CONNECTION_CLOSED = new DOMException("connection closed", "AbortError");
+const HUNG_UP = new DOMException(
+  "the front end closed the connection",
+  "AbortError",
+);
 
 type Phase = "head" | "handler" | "writing" | "done";
 
@@ -612,7 +627,10 @@ class Server implements ScgiServer {
     connection.controller = controller;
     let bodyDone = head.contentLength === 0;
     head.bodyEnd.then(
-      () => (bodyDone = true),
+      () => {
+        bodyDone = true;
+        if (this.#options.abortOnHangUp) this.#watchHangUp(connection, source);
+      },
       (error) => this.#abort(connection, error),
     );
     const env = head.env;
@@ -767,6 +785,21 @@ class Server implements ScgiServer {
     } catch {
       // Gone or timed out: either way we are finished with it.
     }
+  }
+
+  // With the request read, the only thing left to read is the end: when it
+  // comes (or the read fails) before the answer is written, the front end
+  // has gone.
+  #watchHangUp(connection: Connection, source: ByteSource): void {
+    const hungUp = () => {
+      if (
+        !connection.closed && connection.phase !== "done" &&
+        connection.phase !== "writing"
+      ) {
+        this.#abort(connection, HUNG_UP);
+      }
+    };
+    source.read().then((result) => result.done && hungUp(), hungUp);
   }
 
   #abort(connection: Connection, reason: unknown): void {

@@ -406,3 +406,25 @@ Deno.test("serve: a GET with an unread body still gets its answer", async () => 
   const answer = await rawExchange(server.addr, wire);
   assert.ok(answer.endsWith("ignored your body"), answer.slice(0, 200));
 });
+
+Deno.test("serve: abortOnHangUp aborts request.signal when the front end closes before the answer", async () => {
+  const aborted = Promise.withResolvers<unknown>();
+  const release = Promise.withResolvers<void>();
+  await using server = quietServer(async (request) => {
+    request.signal.addEventListener(
+      "abort",
+      () => aborted.resolve(request.signal.reason),
+    );
+    await release.promise;
+    return new Response("too late");
+  }, { abortOnHangUp: true });
+  const conn = await connectTo(server.addr);
+  await conn.write(encodeRequestHead({ REQUEST_METHOD: "GET" }, 0));
+  // nginx closes its upstream connection like this when its client leaves.
+  conn.close();
+  const reason = await aborted.promise;
+  assert.ok(reason instanceof DOMException);
+  assert.equal(reason.name, "AbortError");
+  release.resolve();
+  assert.equal(server.stats.aborted, 1);
+});
