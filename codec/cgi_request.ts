@@ -104,17 +104,15 @@ export function requestFromCgi(
   const headers: [string, string][] = [];
   const contentType = env.CONTENT_TYPE;
   for (const name in env) {
-    if (!name.startsWith("HTTP_") || HOP_BY_HOP.has(name)) continue;
-    const headerName = name.slice(5).replaceAll("_", "-").toLowerCase();
+    if (!name.startsWith("HTTP_")) continue;
+    const headerName = headerNameOf(name);
     // CONTENT_LENGTH and CONTENT_TYPE are the body's real description.
     if (
-      headerName === "content-length" ||
+      headerName === undefined || headerName === "content-length" ||
       (headerName === "content-type" && contentType)
     ) continue;
     const value = fieldValue(headerValue(env[name]!, nonUtf8?.has(name)));
-    if (value !== undefined && TOKEN.test(headerName)) {
-      headers.push([headerName, value]);
-    }
+    if (value !== undefined) headers.push([headerName, value]);
   }
   if (contentType) {
     const value = fieldValue(
@@ -127,13 +125,25 @@ export function requestFromCgi(
   if (contentLength !== undefined && (hasBody || contentLength !== "0")) {
     headers.push(["content-length", contentLength]);
   }
-  const body = hasBody ? init.body ?? null : null;
-  return new Request(urlFromCgi(env, nonUtf8), {
+  const requestInit: RequestInit = {
     method,
     headers,
-    body,
+    body: hasBody ? init.body ?? null : null,
     ...(init.signal ? { signal: init.signal } : {}),
-  });
+  };
+  // `new Request` parses the URL: the first candidate that it takes wins, so
+  // the usual request parses its URL once. A failure on the last candidate
+  // (a method Request refuses) is the caller's error.
+  const candidates = candidateUrls(env, nonUtf8);
+  const last = candidates.length - 1;
+  for (let i = 0; i < last; i++) {
+    try {
+      return new Request(candidates[i]!, requestInit);
+    } catch {
+      // The URL didn't parse: try the next.
+    }
+  }
+  return new Request(candidates[last]!, requestInit);
 }
 
 /**
@@ -161,34 +171,35 @@ export function urlFromCgi(
   env: CgiEnv,
   nonUtf8?: ReadonlySet<string>,
 ): string {
-  const raw = (name: string) => nonUtf8?.has(name) ?? false;
-  const gemini = env.GEMINI_URL;
-  if (gemini) {
+  const candidates = candidateUrls(env, nonUtf8);
+  for (const candidate of candidates) {
     try {
-      return new URL(escapeUrlText(gemini, raw("GEMINI_URL"))).href;
+      return new URL(candidate).href;
     } catch {
-      // Not a URL: build one from the other variables.
+      // Try the next, less specific one.
     }
   }
+  // The last candidate (`http://localhost` and an escaped path) parses.
+  return new URL(candidates[candidates.length - 1]!).href;
+}
+
+// The URLs the variables can stand for, best first: GEMINI_URL, then the
+// target on HTTP_HOST, on SERVER_NAME and SERVER_PORT, and on localhost.
+// Strings, not URLs: the caller parses only until one works, and usually
+// that is `new Request` parsing the first, so the URL is parsed once.
+function candidateUrls(
+  env: CgiEnv,
+  nonUtf8?: ReadonlySet<string>,
+): string[] {
+  const raw = (name: string) => nonUtf8?.has(name) ?? false;
+  const candidates: string[] = [];
+  const gemini = env.GEMINI_URL;
+  if (gemini) candidates.push(escapeUrlText(gemini, raw("GEMINI_URL")));
   const https = env.HTTPS?.toLowerCase();
-  const scheme = https === "on" || https === "1"
-    ? "https"
-    : env.REQUEST_SCHEME === "https"
+  const scheme = https === "on" || https === "1" ||
+      env.REQUEST_SCHEME === "https"
     ? "https"
     : "http";
-  let authority = env.HTTP_HOST;
-  if (!authority || !validAuthority(authority)) {
-    const name = env.SERVER_NAME || "localhost";
-    const port = env.SERVER_PORT;
-    const host = name.includes(":") && !name.startsWith("[")
-      ? `[${name}]`
-      : name;
-    authority = port && port !== (scheme === "https" ? "443" : "80") &&
-        /^[0-9]+$/.test(port)
-      ? `${host}:${port}`
-      : host;
-    if (!validAuthority(authority)) authority = "localhost";
-  }
   let target = env.REQUEST_URI;
   if (target) {
     target = escapeUrlText(target, raw("REQUEST_URI"));
@@ -209,17 +220,33 @@ export function urlFromCgi(
       (query ? "?" + escapeUrlText(query, raw("QUERY_STRING")) : "");
   }
   // Concatenated, not resolved against a base: a target like `//evil.com/`
-  // or `/\\evil.com/` must stay a path, not become the authority.
-  try {
-    return new URL(`${scheme}://${authority}${target}`).href;
-  } catch {
-    return new URL(`${scheme}://localhost${target}`).href;
+  // or `/\\evil.com/` must stay a path, not become the authority. An
+  // authority with anything but host characters (`/`, `?`, `#`, `@`, `\\`,
+  // spaces) would change the URL's meaning and is not used.
+  const host = env.HTTP_HOST;
+  if (host && AUTHORITY.test(host)) {
+    candidates.push(`${scheme}://${host}${target}`);
   }
+  const name = env.SERVER_NAME;
+  if (name) {
+    const bracketed = name.includes(":") && !name.startsWith("[")
+      ? `[${name}]`
+      : name;
+    const port = env.SERVER_PORT;
+    const authority = port && port !== (scheme === "https" ? "443" : "80") &&
+        /^[0-9]+$/.test(port)
+      ? `${bracketed}:${port}`
+      : bracketed;
+    if (AUTHORITY.test(authority)) {
+      candidates.push(`${scheme}://${authority}${target}`);
+    }
+  }
+  candidates.push(`${scheme}://localhost${target}`);
+  return candidates;
 }
 
-function validAuthority(authority: string): boolean {
-  return URL.canParse(`http://${authority}/`) && !/[/?#@\\]/.test(authority);
-}
+const AUTHORITY =
+  /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::[0-9]{0,5})?$/;
 
 // Percent-encodes what may not stand raw in a URL (controls, space, bytes past
 // ASCII) and leaves existing escapes alone. A raw-bytes value is encoded byte
@@ -254,8 +281,31 @@ function percentEncode(char: string, rawBytes: boolean): string {
 // A header value as `Headers` would store it (surrounding whitespace trimmed),
 // or `undefined` for one it would refuse.
 function fieldValue(value: string): string | undefined {
-  const trimmed = value.replace(/^[\t\n\r ]+|[\t\n\r ]+$/g, "");
+  // Most values have nothing to trim; the regex runs only for those that do.
+  const trimmed = value.length > 0 &&
+      (value.charCodeAt(0) <= 0x20 ||
+        value.charCodeAt(value.length - 1) <= 0x20)
+    ? value.replace(/^[\t\n\r ]+|[\t\n\r ]+$/g, "")
+    : value;
   return NOT_IN_VALUE.test(trimmed) ? undefined : trimmed;
+}
+
+// `HTTP_USER_AGENT` → `user-agent`; `undefined` for a hop-by-hop header or a
+// name HTTP can't carry. The same few dozen names come with every request,
+// so the answers are kept (up to a bound, against a front end sending
+// endless new ones).
+const headerNames = new Map<string, string | undefined>();
+
+function headerNameOf(variable: string): string | undefined {
+  let name = headerNames.get(variable);
+  if (name === undefined && !headerNames.has(variable)) {
+    const converted = variable.slice(5).replaceAll("_", "-").toLowerCase();
+    name = HOP_BY_HOP.has(variable) || !TOKEN.test(converted)
+      ? undefined
+      : converted;
+    if (headerNames.size < 1000) headerNames.set(variable, name);
+  }
+  return name;
 }
 
 // Headers carry bytes; a UTF-8 value becomes its bytes one per character,

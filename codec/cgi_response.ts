@@ -199,7 +199,16 @@ export async function readCgiResponse(
       protocol === "gemini",
     );
     if (gemini) {
-      const init = responseInitFromGemini(gemini);
+      let init: ReturnType<typeof responseInitFromGemini>;
+      try {
+        init = responseInitFromGemini(gemini);
+      } catch {
+        throw malformed(
+          `Gemini meta ${
+            JSON.stringify(gemini.meta.slice(0, 80))
+          } has characters a header can't carry`,
+        );
+      }
       if (gemini.status < 20 || gemini.status >= 30) {
         finish();
         return new Response(null, init);

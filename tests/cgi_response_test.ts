@@ -374,3 +374,13 @@ Deno.test("parseCgiResponseHead works on lines", () => {
   assert.equal(parseCgiResponseHead(["Status:\t500\tOops"]).statusText, "Oops");
   assert.equal(parseCgiResponseHead(["status: 201"]).status, 201);
 });
+
+Deno.test("readCgiResponse: a Gemini meta a header can't carry is malformed_response, not a TypeError", async () => {
+  const wire = new TextEncoder().encode("20 text/gemini\0x\r\nbody");
+  await assert.rejects(
+    readCgiResponse(ReadableStream.from([wire])),
+    (error: unknown) =>
+      error instanceof ScgiClientError && error.code === "malformed_response" &&
+      /can't carry/.test(error.message),
+  );
+});
