@@ -298,10 +298,10 @@ export function serve(
   return new Server(options, handler);
 }
 
-// The first read holds the header block of nearly every request (nginx sends
-// well under 4 KiB); body reads take what the socket has, up to 64 KiB.
-const FIRST_READ_BYTES = 8 * 1024;
+// Reads go into pooled buffers of 64 KiB and what came is copied out.
 const READ_BYTES = 64 * 1024;
+const MAX_POOLED_READ_BUFFERS = 64;
+const readBuffers: Uint8Array[] = [];
 
 // The reason a closed connection's response body is cancelled with: made once,
 // since an AbortSignal's default reason captures a stack every time.
@@ -581,21 +581,26 @@ class Server implements ScgiServer {
     // request must still get the answer. Reads are chained so the body and
     // the drain never read at once.
     let last: Promise<unknown> = Promise.resolve();
-    let size = FIRST_READ_BYTES;
     const source: ByteSource = {
       read: () => {
         const next = last.then(
           async (): Promise<ReadableStreamReadResult<Uint8Array>> => {
             connection.readDeadline = Date.now() + limits.idleTimeout;
+            const buffer = readBuffers.pop() ?? new Uint8Array(READ_BYTES);
             try {
-              const buffer = new Uint8Array(size);
-              size = READ_BYTES;
               const count = await conn.read(buffer);
+              // A copy of what came, so the buffer can serve the next read:
+              // a fresh 64 KiB per read would be mostly empty for a small
+              // request, and that much outside the heap pushes V8 into
+              // collecting garbage more often.
               return count === null
                 ? { done: true as const }
-                : { done: false as const, value: buffer.subarray(0, count) };
+                : { done: false as const, value: buffer.slice(0, count) };
             } finally {
               connection.readDeadline = Infinity;
+              if (readBuffers.length < MAX_POOLED_READ_BUFFERS) {
+                readBuffers.push(buffer);
+              }
             }
           },
         );
