@@ -90,41 +90,48 @@ export function encodeResponse(
     : encodeCgiResponse(response, options);
 }
 
+/** The output of one answer, pulled chunk by chunk (see {@linkcode responseOutput}). */
+export interface ResponseOutput {
+  /** The next chunk to write; `done` after the last. */
+  next(): Promise<IteratorResult<Uint8Array<ArrayBuffer>, void>>;
+  /** Stops early: cancels what is left of the body. */
+  return(): Promise<unknown>;
+}
+
 /**
  * The output of one answer: the chunks of `response`, and when its body
  * fails before anything went out, the chunks of `onError`'s answer instead.
  * A failure after the head can't be answered (a second head can't follow),
  * so it ends the output with the error. Aborting `signal` (the connection is
- * gone) cancels the body and ends the output.
+ * gone) cancels the body and ends the output. A plain object rather than
+ * another async generator around the encoder's: it is made per request.
  */
-export async function* responseOutput(
+export function responseOutput(
   response: Response,
   method: string,
   gemini: boolean,
   onError: (error: unknown) => Promise<Response>,
   signal?: AbortSignal,
-): AsyncGenerator<Uint8Array<ArrayBuffer>, void, undefined> {
+): ResponseOutput {
   let chunks = encodeResponse(response, method, gemini, signal);
   let headSent = false;
-  try {
-    while (true) {
-      let next: IteratorResult<Uint8Array<ArrayBuffer>>;
-      try {
-        next = await chunks.next();
-      } catch (error) {
-        const fallback = await onError(error);
-        if (headSent) {
-          fallback.body?.cancel().catch(() => {});
-          throw error;
+  return {
+    async next() {
+      while (true) {
+        try {
+          const next = await chunks.next();
+          if (!next.done) headSent = true;
+          return next;
+        } catch (error) {
+          const fallback = await onError(error);
+          if (headSent) {
+            fallback.body?.cancel().catch(() => {});
+            throw error;
+          }
+          chunks = encodeResponse(fallback, method, gemini, signal);
         }
-        chunks = encodeResponse(fallback, method, gemini, signal);
-        continue;
       }
-      if (next.done) return;
-      yield next.value;
-      headSent = true;
-    }
-  } finally {
-    chunks.return().catch(() => {});
-  }
+    },
+    return: () => chunks.return().catch(() => {}),
+  };
 }

@@ -756,7 +756,10 @@ class Server implements ScgiServer {
       connection.gone.signal,
     );
     try {
-      for await (const chunk of chunks) {
+      while (true) {
+        const next = await chunks.next();
+        if (next.done) break;
+        const chunk = next.value;
         connection.deadline = Date.now() + idle;
         // conn.write, not a stream writer: one op per chunk and nothing to
         // set up per response. It may write less than asked.
@@ -768,6 +771,7 @@ class Server implements ScgiServer {
       }
     } finally {
       connection.deadline = Infinity;
+      chunks.return();
     }
   }
 

@@ -7,14 +7,23 @@ const PENDING = Symbol("pending");
 /**
  * Yields the head and the body. A body that is complete at once (a string,
  * bytes, JSON) comes out as one chunk with the head, which `head` is told the
- * length of; a streamed body gets its head straight away. An aborted
- * `signal` cancels the body, ending a wait for a chunk that may never come.
+ * length of (0 for no body at all); a streamed body gets its head straight
+ * away. With `withBody` false (HEAD, 204, 304, a Gemini answer without
+ * content) the body is cancelled and only the head goes out, told no length.
+ * An aborted `signal` cancels the body, ending a wait for a chunk that may
+ * never come. One generator for every answer: it is made per request.
  */
 export async function* headAndBody(
   head: (contentLength: number | undefined) => Uint8Array<ArrayBuffer>,
-  body: ReadableStream<Uint8Array>,
-  signal?: AbortSignal,
+  body: ReadableStream<Uint8Array> | null,
+  signal: AbortSignal | undefined,
+  withBody = true,
 ): AsyncGenerator<Uint8Array<ArrayBuffer>, void, undefined> {
+  if (!withBody || body === null) {
+    body?.cancel().catch(() => {});
+    yield head(withBody ? 0 : undefined);
+    return;
+  }
   const reader = body.getReader();
   let finished = false;
   const cancel = () => reader.cancel(signal?.reason).catch(() => {});

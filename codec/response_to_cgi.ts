@@ -147,24 +147,15 @@ export function encodeResponseHead(
  * }
  * ```
  */
-export async function* encodeCgiResponse(
+export function encodeCgiResponse(
   response: Response,
   options: EncodeCgiResponseOptions = {},
 ): AsyncGenerator<Uint8Array<ArrayBuffer>, void, undefined> {
-  const body = response.body;
-  if (!responseHasBody(response.status, options.method)) {
-    body?.cancel().catch(() => {});
-    yield encodeResponseHead(response);
-    return;
-  }
-  if (body === null) {
-    yield encodeResponseHead(response, 0);
-    return;
-  }
-  yield* headAndBody(
+  return headAndBody(
     (contentLength) => encodeResponseHead(response, contentLength),
-    body,
+    response.body,
     options.signal,
+    responseHasBody(response.status, options.method),
   );
 }
 
