@@ -24,6 +24,13 @@
 
 import { parseArgs } from "node:util";
 import { serve } from "../server.ts";
+import {
+  findBinary,
+  freePort,
+  type Peer,
+  startPeer,
+  waitForListen,
+} from "../tests/_peer.ts";
 
 const HELLO = "hello\n";
 const CHUNK = 64 * 1024;
@@ -197,58 +204,14 @@ function parseOptions(args: string[]): Options {
 }
 
 function which(name: string): string {
-  for (
-    const dir of [
-      ...(Deno.env.get("PATH") ?? "").split(":"),
-      "/usr/sbin",
-      "/sbin",
-    ]
-  ) {
-    if (!dir) continue;
-    try {
-      if (Deno.statSync(`${dir}/${name}`).isFile) return `${dir}/${name}`;
-    } catch {
-      // Not here.
-    }
-  }
-  throw new Error(`${name} is not installed`);
+  const path = findBinary(name);
+  if (!path) throw new Error(`${name} is not installed`);
+  return path;
 }
 
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
-}
-
-async function waitForListen(
-  addr: { port: number } | { path: string },
-  child: Child,
-): Promise<void> {
-  const deadline = Date.now() + 15_000;
-  while (true) {
-    try {
-      const conn = "path" in addr
-        ? await Deno.connect({ transport: "unix", path: addr.path })
-        : await Deno.connect({ hostname: "127.0.0.1", port: addr.port });
-      conn.close();
-      return;
-    } catch (error) {
-      if (child.exited) {
-        throw new Error(`${child.name} exited:\n${child.output()}`);
-      }
-      if (Date.now() > deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
-}
-
-interface Child {
+/** A backend or nginx, started (pinned to `cpu` with taskset) by PID. */
+interface Child extends Peer {
   name: string;
-  pid: number;
-  exited: boolean;
-  output(): string;
-  stop(): Promise<void>;
 }
 
 function spawn(
@@ -258,57 +221,25 @@ function spawn(
   cpu: string | undefined,
   cwd: string,
 ): Child {
+  // taskset execs the command, so the PID is the process's own.
   const [command, argv] = cpu
     ? [which("taskset"), ["-c", cpu, cmd, ...args]]
     : [cmd, args];
-  const process = new Deno.Command(command, {
-    args: argv,
-    cwd,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let text = "";
-  const decoder = new TextDecoder();
-  const collect = async (stream: ReadableStream<Uint8Array>) => {
-    for await (const chunk of stream) {
-      text = (text + decoder.decode(chunk)).slice(-20_000);
-    }
-  };
-  const collecting = Promise.all([
-    collect(process.stdout),
-    collect(process.stderr),
-  ]);
-  const child: Child = {
-    name,
-    // taskset execs the command, so the PID is the backend's own.
-    pid: process.pid,
-    exited: false,
-    output: () => text,
-    async stop() {
-      if (!child.exited) {
-        try {
-          process.kill("SIGTERM");
-        } catch {
-          // Gone.
-        }
-        const timer = setTimeout(() => {
-          try {
-            process.kill("SIGKILL");
-          } catch {
-            // Gone.
-          }
-        }, 3000);
-        await status;
-        clearTimeout(timer);
-      }
-      await collecting;
-    },
-  };
-  const status = process.status.then(() => {
-    child.exited = true;
-  });
-  return child;
+  return Object.assign(startPeer(command, argv, { cwd }), { name });
+}
+
+// Resolves once the child accepts connections; fails with its output if it
+// exits first.
+async function waitListening(
+  addr: { port: number } | { path: string },
+  child: Child,
+): Promise<void> {
+  try {
+    await waitForListen(addr, 15_000, child.alive);
+  } catch (error) {
+    if (child.alive()) throw error;
+    throw new Error(`${child.name} exited:\n${child.output().slice(-20_000)}`);
+  }
 }
 
 async function run(cmd: string, args: string[]): Promise<string> {
@@ -606,7 +537,7 @@ async function main(options: Options): Promise<void> {
         upstreams[backend] = `127.0.0.1:${port}`;
       }
       children.push(child);
-      await waitForListen(addr, child);
+      await waitListening(addr, child);
       pids[backend] = child.pid;
     }
     const nginxPort = freePort();
@@ -622,7 +553,7 @@ async function main(options: Options): Promise<void> {
       dir,
     );
     children.push(nginx);
-    await waitForListen({ port: nginxPort }, nginx);
+    await waitListening({ port: nginxPort }, nginx);
     const base = (backend: string) =>
       `http://127.0.0.1:${nginxPort}/${backend}`;
 
