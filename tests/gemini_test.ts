@@ -55,6 +55,9 @@ async function asXitzin(
   return decoder.decode(await new Response(conn.readable).arrayBuffer());
 }
 
+const isMalformed = (error: unknown) =>
+  error instanceof ScgiClientError && error.code === "malformed_response";
+
 Deno.test("gemini server: the exact answers of Xitzin's documentation", async () => {
   const seen: CgiEnv[] = [];
   await using server = quietServer((request, info) => {
@@ -304,13 +307,11 @@ Deno.test("gemini client: protocol option and malformed answers", async () => {
   ]);
   await assert.rejects(
     scgiFetch(`${backend.url}/`, { protocol: "cgi" }),
-    (error) =>
-      error instanceof ScgiClientError && error.code === "malformed_response",
+    isMalformed,
   );
   await assert.rejects(
     scgiFetch(`${backend.url}/`, { protocol: "gemini" }),
-    (error) =>
-      error instanceof ScgiClientError && error.code === "malformed_response",
+    isMalformed,
   );
   assert.equal(
     (await scgiFetch(`${backend.url}/`, { protocol: "gemini" })).status,
@@ -318,13 +319,11 @@ Deno.test("gemini client: protocol option and malformed answers", async () => {
   );
   await assert.rejects(
     scgiFetch(`${backend.url}/`),
-    (error) =>
-      error instanceof ScgiClientError && error.code === "malformed_response",
+    isMalformed,
   );
   await assert.rejects(
     scgiFetch(`${backend.url}/`, { protocol: "gemini" }),
-    (error) =>
-      error instanceof ScgiClientError && error.code === "malformed_response",
+    isMalformed,
   );
   await assert.rejects(
     scgiFetch(`${backend.url}/`, { maxHeadBytes: 2048 }),

@@ -226,6 +226,28 @@ function rssWatch(): { sample(): void; growth(): number } {
   };
 }
 
+// Backpressure held: the producer never ran far ahead of the consumer and
+// memory stayed bounded (SHOW_AHEAD=1 prints the figures).
+function assertBounded(
+  what: string,
+  maxAhead: number,
+  memory: { growth(): number },
+): void {
+  if (Deno.env.get("SHOW_AHEAD")) {
+    console.log(
+      `${what}: at most ${maxAhead} bytes ahead, rss +${memory.growth()}`,
+    );
+  }
+  assert.ok(
+    maxAhead <= AHEAD_BOUND,
+    `producer was ${maxAhead} bytes ahead, rss +${memory.growth()}`,
+  );
+  assert.ok(
+    memory.growth() <= GROWTH_BOUND,
+    `memory grew ${memory.growth()} bytes`,
+  );
+}
+
 Deno.test("backpressure: a 256 MiB request body is produced no faster than the handler reads it", async () => {
   using unhandled = trackUnhandledRejections();
   let produced = 0;
@@ -262,19 +284,7 @@ Deno.test("backpressure: a 256 MiB request body is produced no faster than the h
     headers: { "content-length": String(STREAMED) },
   });
   assert.equal(await response.text(), String(STREAMED));
-  if (Deno.env.get("SHOW_AHEAD")) {
-    console.log(
-      `request body: at most ${maxAhead} bytes ahead, rss +${memory.growth()}`,
-    );
-  }
-  assert.ok(
-    maxAhead <= AHEAD_BOUND,
-    `producer was ${maxAhead} bytes ahead, rss +${memory.growth()}`,
-  );
-  assert.ok(
-    memory.growth() <= GROWTH_BOUND,
-    `memory grew ${memory.growth()} bytes`,
-  );
+  assertBounded("request body", maxAhead, memory);
   unhandled.check();
 });
 
@@ -309,18 +319,6 @@ Deno.test("backpressure: a 256 MiB response is produced no faster than the clien
     if (++n % 4 === 0) await delay(0);
   }
   assert.equal(consumed, STREAMED);
-  if (Deno.env.get("SHOW_AHEAD")) {
-    console.log(
-      `response body: at most ${maxAhead} bytes ahead, rss +${memory.growth()}`,
-    );
-  }
-  assert.ok(
-    maxAhead <= AHEAD_BOUND,
-    `producer was ${maxAhead} bytes ahead, rss +${memory.growth()}`,
-  );
-  assert.ok(
-    memory.growth() <= GROWTH_BOUND,
-    `memory grew ${memory.growth()} bytes`,
-  );
+  assertBounded("response body", maxAhead, memory);
   unhandled.check();
 });
