@@ -417,7 +417,9 @@ Deno.test("serve: abortOnHangUp aborts request.signal when the front end closes 
     );
     await release.promise;
     return new Response("too late");
-  }, { abortOnHangUp: true });
+    // Should the hang-up go unnoticed, the handler timeout aborts instead
+    // (a TimeoutError), so the test fails rather than hangs.
+  }, { abortOnHangUp: true, handlerTimeout: 5000 });
   const conn = await connectTo(server.addr);
   await conn.write(encodeRequestHead({ REQUEST_METHOD: "GET" }, 0));
   // nginx closes its upstream connection like this when its client leaves.
