@@ -3,15 +3,22 @@
  * `CompressionStream`, negotiated from `Accept-Encoding`, streamed without
  * buffering the body.
  *
- * A response is left as it is when the request is `HEAD`, the status has no
- * body or is partial (1xx, 204, 206, 304), it already has `Content-Encoding`
- * or `Cache-Control: no-transform`, its type is already compressed (images
+ * A response is left as it is when the status has no body or is partial
+ * (1xx, 204, 206), it already has `Content-Encoding` or
+ * `Cache-Control: no-transform`, or its type is already compressed (images
  * other than SVG, audio, video, zip, gzip, woff, PDF…) or is an event
- * stream, or it is smaller than `threshold` (a known `Content-Length`, or a
- * body that is complete at once). Otherwise `Vary: Accept-Encoding` is added
- * (merged with an existing `Vary`), and when the client accepts gzip or
- * deflate, the body is compressed, `Content-Length` removed and a strong
- * `ETag` made weak.
+ * stream. Otherwise `Vary: Accept-Encoding` is added (merged with an existing
+ * `Vary`), and when the client accepts gzip or deflate and the body is not
+ * smaller than `threshold` (a known `Content-Length`, or a body that is
+ * complete at once), the body is compressed, `Content-Length` removed and a
+ * strong `ETag` made weak.
+ *
+ * A `304` and the answer to a `HEAD` carry the `ETag` and `Vary` the 200 to a
+ * `GET` would (RFC 9110 §15.4.5, §9.3.2): a `HEAD` gets the GET's
+ * `Content-Encoding` too and its body is cancelled rather than compressed; a
+ * `304` (or a `HEAD` answered without a body), whose size is not known, gets
+ * `Vary` and a weak `ETag` unless a `Content-Length` under `threshold` says
+ * the 200 is sent as it is.
  *
  * @example
  * ```ts
@@ -192,7 +199,8 @@ export function compress(
   }
   return (handler) => async (request, info) => {
     const response = await handler(request, info);
-    if (!eligible(request, response, compressible)) return response;
+    const head = request.method === "HEAD";
+    if (!eligible(response, head, compressible)) return response;
     const headers = new Headers(response.headers);
     headers.set("vary", mergeVary(headers.get("vary")));
     const coding = negotiateEncoding(
@@ -207,12 +215,23 @@ export function compress(
     ) {
       return rebuild(response, response.body, headers);
     }
-    const body = await smallBody(response.body!, threshold, declared === null);
+    if (response.body === null) {
+      // A 304, or a HEAD answered without a body: the validators of the
+      // compressed 200, whose size is unknown here. A weak ETag is never
+      // wrong; a coding is claimed only for bytes seen.
+      weaken(headers);
+      return rebuild(response, null, headers);
+    }
+    const body = await smallBody(response.body, threshold, declared === null);
     if (body.small) return rebuild(response, body.bytes, headers);
     headers.delete("content-length");
     headers.set("content-encoding", coding);
-    const etag = headers.get("etag");
-    if (etag && !etag.startsWith("W/")) headers.set("etag", `W/${etag}`);
+    weaken(headers);
+    if (head) {
+      // The head of the GET, without compressing a body nobody receives.
+      body.stream.cancel().catch(() => {});
+      return rebuild(response, null, headers);
+    }
     return rebuild(
       response,
       body.stream.pipeThrough(
@@ -226,16 +245,16 @@ export function compress(
   };
 }
 
+// Whether the answer depends on Accept-Encoding. A 304 and a HEAD carry the
+// ETag and Vary that the 200 to a GET would (RFC 9110 9.3.2, 15.4.5).
 function eligible(
-  request: Request,
   response: Response,
+  head: boolean,
   compressible: (contentType: string) => boolean,
 ): boolean {
   const { status, headers } = response;
-  if (request.method === "HEAD" || response.body === null) return false;
-  if (status < 200 || status === 204 || status === 206 || status === 304) {
-    return false;
-  }
+  if (status < 200 || status === 204 || status === 206) return false;
+  if (response.body === null && status !== 304 && !head) return false;
   if (headers.has("content-encoding")) return false;
   if (
     /(?:^|,)\s*no-transform\s*(?:,|$)/i.test(headers.get("cache-control") ?? "")
@@ -245,6 +264,13 @@ function eligible(
   const type = (headers.get("content-type") ?? "").split(";")[0]!.trim()
     .toLowerCase();
   return compressible(type);
+}
+
+// The compressed bytes are another representation: a strong ETag of the
+// identity one becomes weak.
+function weaken(headers: Headers): void {
+  const etag = headers.get("etag");
+  if (etag && !etag.startsWith("W/")) headers.set("etag", `W/${etag}`);
 }
 
 function mergeVary(vary: string | null): string {

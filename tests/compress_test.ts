@@ -164,7 +164,8 @@ Deno.test("compress: what is left alone, and Vary", async () => {
   assert.equal((await get("/not-modified")).status, 304);
   assert.equal((await get("/no-content")).status, 204);
   const head = await get("/vary", { method: "HEAD" });
-  assert.equal(head.headers.get("content-encoding"), null);
+  assert.equal(head.headers.get("content-encoding"), "gzip");
+  assert.equal(head.headers.get("vary"), "Cookie, Accept-Encoding");
   const vary = await get("/vary");
   assert.equal(vary.headers.get("vary"), "Cookie, Accept-Encoding");
   assert.equal(vary.headers.get("content-length"), null);
@@ -218,6 +219,128 @@ Deno.test("compress: threshold 0 compresses everything that qualifies", async ()
   });
   assert.equal(response.headers.get("content-encoding"), "deflate");
   assert.equal(await inflate(response.body!, "deflate"), "x");
+});
+
+Deno.test("compress: a 304 carries the ETag and Vary its compressed 200 would (RFC 9110 15.4.5)", async () => {
+  // An app that answers If-None-Match itself, comparing weakly as RFC 9110
+  // 13.1.2 asks: the client sends back the W/"v1" it got.
+  const client = testClient(
+    compress()((request) => {
+      const match = request.headers.get("if-none-match");
+      const headers = { "content-type": "text/html", etag: '"v1"' };
+      if (match?.replace(/^W\//, "") === '"v1"') {
+        return new Response(null, { status: 304, headers });
+      }
+      return new Response(BIG, { headers });
+    }),
+  );
+  const full = await client.fetch("/", {
+    headers: { "accept-encoding": "gzip" },
+  });
+  assert.equal(full.status, 200);
+  assert.equal(full.headers.get("content-encoding"), "gzip");
+  const etag = full.headers.get("etag")!;
+  assert.equal(etag, 'W/"v1"');
+  assert.equal(full.headers.get("vary"), "Accept-Encoding");
+  await full.body!.cancel();
+
+  const notModified = await client.fetch("/", {
+    headers: { "accept-encoding": "gzip", "if-none-match": etag },
+  });
+  assert.equal(notModified.status, 304);
+  assert.equal(notModified.headers.get("etag"), etag);
+  assert.equal(notModified.headers.get("vary"), "Accept-Encoding");
+  assert.equal(notModified.headers.get("content-encoding"), null);
+  assert.equal(notModified.body, null);
+
+  // A client that takes no coding gets the strong ETag and still Vary, as
+  // its 200 would carry.
+  const identity = await client.fetch("/", {
+    headers: { "if-none-match": '"v1"' },
+  });
+  assert.equal(identity.status, 304);
+  assert.equal(identity.headers.get("etag"), '"v1"');
+  assert.equal(identity.headers.get("vary"), "Accept-Encoding");
+});
+
+Deno.test("compress: a 304 whose 200 is not compressed is left alone", async () => {
+  const answers: Record<string, Headers> = {
+    // Compressed already, or not to be transformed: no Vary, strong ETag.
+    "/png": new Headers({ "content-type": "image/png", etag: '"p"' }),
+    "/no-transform": new Headers({
+      "cache-control": "no-transform",
+      etag: '"n"',
+    }),
+    // Under the threshold by its stated length: Vary only.
+    "/small": new Headers({ "content-length": "10", etag: '"s"' }),
+  };
+  const client = testClient(
+    compress()((request) =>
+      new Response(null, {
+        status: 304,
+        headers: answers[new URL(request.url).pathname]!,
+      })
+    ),
+  );
+  const get = (path: string) =>
+    client.fetch(path, { headers: { "accept-encoding": "gzip" } });
+  const png = await get("/png");
+  assert.equal(png.headers.get("etag"), '"p"');
+  assert.equal(png.headers.get("vary"), null);
+  const noTransform = await get("/no-transform");
+  assert.equal(noTransform.headers.get("etag"), '"n"');
+  assert.equal(noTransform.headers.get("vary"), null);
+  const small = await get("/small");
+  assert.equal(small.headers.get("etag"), '"s"');
+  assert.equal(small.headers.get("vary"), "Accept-Encoding");
+});
+
+Deno.test("compress: HEAD carries the head its GET has", async () => {
+  let cancelled = 0;
+  const client = testClient(
+    compress()((request) => {
+      const path = new URL(request.url).pathname;
+      const headers = { "content-type": "text/plain", etag: '"h"' };
+      if (path === "/small") return new Response("tiny", { headers });
+      if (path === "/bodiless") return new Response(null, { headers });
+      return new Response(
+        new ReadableStream<Uint8Array>({
+          pull(controller) {
+            controller.enqueue(new TextEncoder().encode(BIG));
+          },
+          cancel() {
+            cancelled++;
+          },
+        }),
+        { headers },
+      );
+    }),
+  );
+  const ask = (path: string, method: string) =>
+    client.fetch(path, { method, headers: { "accept-encoding": "gzip" } });
+  const fields = ["content-encoding", "etag", "vary", "content-type"];
+  for (const path of ["/", "/small"]) {
+    const get = await ask(path, "GET");
+    const head = await ask(path, "HEAD");
+    for (const name of fields) {
+      assert.equal(head.headers.get(name), get.headers.get(name), path + name);
+    }
+    await get.body?.cancel();
+  }
+  const get = await ask("/", "GET");
+  assert.equal(get.headers.get("content-encoding"), "gzip");
+  assert.equal(get.headers.get("etag"), 'W/"h"');
+  await get.body!.cancel();
+  const head = await ask("/", "HEAD");
+  assert.equal(head.headers.get("content-length"), null);
+  // The HEAD's body is not compressed for nothing: it is cancelled.
+  assert.ok(cancelled >= 2, `cancelled ${cancelled}`);
+  // A HEAD answered without a body, its size unknown: Vary and a weak ETag
+  // (never wrong), and no claim about the coding of bytes not seen.
+  const bodiless = await ask("/bodiless", "HEAD");
+  assert.equal(bodiless.headers.get("vary"), "Accept-Encoding");
+  assert.equal(bodiless.headers.get("etag"), 'W/"h"');
+  assert.equal(bodiless.headers.get("content-encoding"), null);
 });
 
 // The raw HTTP/1.0 answer of nginx: no chunking to undo, bytes as nginx sent them.
