@@ -19,14 +19,20 @@
  */
 
 import { byteStringToBytes, utf8ByteString } from "./_byte_string.ts";
+import { lazySignalRequest } from "./_lazy_signal_request.ts";
 import type { CgiEnv } from "./request_head.ts";
 
 /** What {@linkcode requestFromCgi} needs besides the variables. */
 export interface RequestFromCgiInit {
   /** The request body (exactly `CONTENT_LENGTH` bytes), if any. */
   body?: ReadableStream<Uint8Array<ArrayBuffer>> | null;
-  /** Aborts the request when the front end goes away. */
-  signal?: AbortSignal;
+  /**
+   * Aborts the request when the front end goes away. A function is called
+   * the first time the request's `signal` is read (by the handler, `clone()`,
+   * `new Request(request)` or `fetch(request)`), so a server whose handlers
+   * never look at it makes no signal at all.
+   */
+  signal?: AbortSignal | (() => AbortSignal);
   /**
    * Names whose values hold raw bytes (one character per byte) because they
    * were not UTF-8; see {@linkcode HeaderBlock.nonUtf8}.
@@ -125,12 +131,18 @@ export function requestFromCgi(
   if (contentLength !== undefined && (hasBody || contentLength !== "0")) {
     headers.push(["content-length", contentLength]);
   }
+  const signal = init.signal;
+  const lazy = typeof signal === "function" ? signal : undefined;
   const requestInit: RequestInit = {
     method,
     headers,
     body: hasBody ? init.body ?? null : null,
-    ...(init.signal ? { signal: init.signal } : {}),
+    ...(signal && !lazy ? { signal: signal as AbortSignal } : {}),
   };
+  const build = (url: string) =>
+    lazy
+      ? lazySignalRequest(url, requestInit, lazy)
+      : new Request(url, requestInit);
   // `new Request` parses the URL: the first candidate that it takes wins, so
   // the usual request parses its URL once. A failure on the last candidate
   // (a method Request refuses) is the caller's error.
@@ -138,12 +150,12 @@ export function requestFromCgi(
   const last = candidates.length - 1;
   for (let i = 0; i < last; i++) {
     try {
-      return new Request(candidates[i]!, requestInit);
+      return build(candidates[i]!);
     } catch {
       // The URL didn't parse: try the next.
     }
   }
-  return new Request(candidates[last]!, requestInit);
+  return build(candidates[last]!);
 }
 
 /**

@@ -27,7 +27,7 @@
  */
 
 import { ByteReader } from "./_byte_reader.ts";
-import { bytesToByteString } from "./_byte_string.ts";
+import { decodeVariables, variableList } from "./_variables.ts";
 import type { ByteSource } from "./byte_source.ts";
 import { ScgiProtocolError } from "./errors.ts";
 
@@ -96,13 +96,10 @@ export interface RequestHead extends HeaderBlock {
 }
 
 const DEFAULT_MAX_HEADER_BYTES = 65536;
-const DEFAULT_MAX_VARIABLES = 1000;
 const COLON = 0x3a;
 const COMMA = 0x2c;
 const ZERO = 0x30;
 const NINE = 0x39;
-const EMPTY_SET: ReadonlySet<string> = new Set();
-const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /**
  * Parses the netstring length prefix (`"123:"`) at the start of `bytes`.
@@ -184,108 +181,13 @@ export function parseHeaderBlock(
   block: Uint8Array,
   limits: RequestHeadLimits = {},
 ): HeaderBlock {
-  const maxVariables = limits.maxVariables ?? DEFAULT_MAX_VARIABLES;
-  if (block.length > 0 && block[block.length - 1] !== 0) {
-    throw new ScgiProtocolError(400, "header block does not end with a NUL");
-  }
-  let strings: string[];
-  let nonUtf8: Set<string> | undefined;
-  try {
-    strings = utf8.decode(block).split("\0");
-  } catch {
-    ({ strings, nonUtf8 } = splitMixedEncoding(block));
-  }
-  // The trailing NUL leaves one empty string after the last value.
-  const count = strings.length - 1;
-  if (count % 2 !== 0) {
-    throw new ScgiProtocolError(
-      400,
-      `variable ${JSON.stringify(strings[count - 1])} has no value`,
-    );
-  }
-  if (count / 2 > maxVariables) {
-    throw new ScgiProtocolError(
-      431,
-      `header block has more than ${maxVariables} variables`,
-    );
-  }
-  const env: Record<string, string> = Object.create(null);
-  const envList: [string, string][] = new Array(count / 2);
-  for (let i = 0; i < count; i += 2) {
-    const name = strings[i]!;
-    const value = strings[i + 1]!;
-    if (name.length === 0) {
-      throw new ScgiProtocolError(400, "a variable has an empty name");
-    }
-    envList[i / 2] = [name, value];
-    const previous = env[name];
-    if (previous === undefined) {
-      env[name] = value;
-    } else if (name === "CONTENT_LENGTH") {
-      throw new ScgiProtocolError(400, "CONTENT_LENGTH is sent twice");
-    } else {
-      env[name] = previous + (name === "HTTP_COOKIE" ? "; " : ", ") + value;
-    }
-  }
-  const declared = env.CONTENT_LENGTH;
-  if (declared === undefined) {
-    throw new ScgiProtocolError(411, "CONTENT_LENGTH is missing");
-  }
-  if (!/^[0-9]{1,16}$/.test(declared)) {
-    throw new ScgiProtocolError(
-      declared.length > 16 && /^[0-9]+$/.test(declared) ? 413 : 400,
-      `CONTENT_LENGTH ${JSON.stringify(declared.slice(0, 40))} is not a length`,
-    );
-  }
-  const contentLength = Number(declared);
-  const maxBodyBytes = limits.maxBodyBytes ?? Infinity;
-  // 16 digits can exceed 2^53, where a count of bytes stops being exact.
-  if (contentLength > maxBodyBytes || !Number.isSafeInteger(contentLength)) {
-    throw new ScgiProtocolError(
-      413,
-      `body of ${declared} bytes is larger than the limit of ${
-        Math.min(maxBodyBytes, Number.MAX_SAFE_INTEGER)
-      }`,
-    );
-  }
-  const scgi = env.SCGI;
-  if (scgi !== undefined && scgi !== "1") {
-    throw new ScgiProtocolError(
-      400,
-      `SCGI version ${JSON.stringify(scgi.slice(0, 40))} is not 1`,
-    );
-  }
-  return { env, envList, contentLength, nonUtf8: nonUtf8 ?? EMPTY_SET };
-}
-
-// The rare block with some bytes that are not UTF-8: each string is decoded
-// on its own, so one bad value doesn't change how the others read.
-function splitMixedEncoding(
-  block: Uint8Array,
-): { strings: string[]; nonUtf8: Set<string> } {
-  const strings: string[] = [];
-  const nonUtf8 = new Set<string>();
-  let start = 0;
-  let invalidValue = false;
-  while (start < block.length) {
-    const end = block.indexOf(0, start);
-    const part = block.subarray(start, end);
-    let text: string;
-    try {
-      text = utf8.decode(part);
-    } catch {
-      text = bytesToByteString(part);
-      if (strings.length % 2 === 1) invalidValue = true;
-    }
-    strings.push(text);
-    if (invalidValue) {
-      nonUtf8.add(strings[strings.length - 2]!);
-      invalidValue = false;
-    }
-    start = end + 1;
-  }
-  strings.push("");
-  return { strings, nonUtf8 };
+  const decoded = decodeVariables(block, limits);
+  return {
+    env: decoded.env,
+    envList: variableList(decoded.strings),
+    contentLength: decoded.contentLength,
+    nonUtf8: decoded.nonUtf8,
+  };
 }
 
 /**
