@@ -16,20 +16,51 @@
  * Quotes, backslashes and control characters in the request line, referer
  * and user agent are written as `\xHH`, so a line can't be forged.
  *
- * Logging never holds a response back. Lines for a `WritableStream` sink go
+ * A request from a Gemini front end (its variables have `GEMINI_URL`) is
+ * logged as Gemini servers log it: the request is the URL alone and the
+ * status the Gemini status the server sends (`10`, `20`, `51`…), read from
+ * `x-gemini-status` or translated as `serve()` translates a plain
+ * `Response`.
+ *
+ * Logging never holds a response back. Lines for a file or a stream sink go
  * into a queue that one writer drains in batches; when the sink is slower
  * than the traffic and `maxQueue` lines are waiting, new lines are dropped
  * and counted (`dropped`) rather than buffered without bound. A function
  * sink is called synchronously with each line (no newline); its exceptions
  * are swallowed.
  *
+ * A file (`path`, or a `Deno.FsFile` as `sink`) gets each batch in one
+ * write, so `tail -f` sees a line as soon as the response has ended, and a
+ * program that ends normally writes every line first (a pending write keeps
+ * it alive). A file's `writable` stream is a poor sink: Deno holds what is
+ * written to it until 64 KiB have gathered or the stream is closed.
+ * `close()` (or `await using`) writes what is queued and closes the sink.
+ *
  * @example Logging to a file
  * ```ts ignore
  * import { accessLog } from "./access_log.ts";
  * import { serve } from "../server.ts";
  *
- * const file = await Deno.open("access.log", { append: true, create: true });
- * serve(accessLog({ sink: file.writable })((request) => new Response("ok")));
+ * // Opened for appending (created if missing), as nginx opens its logs.
+ * await using log = accessLog({ path: "/var/log/app/access.log" });
+ * await using server = serve(log((request) => new Response("ok")));
+ * await server.finished;
+ * ```
+ *
+ * @example A line is on disk once `flush()` resolves
+ * ```ts
+ * import { accessLog } from "./access_log.ts";
+ * import { testClient } from "../testing.ts";
+ *
+ * const path = await Deno.makeTempFile({ suffix: ".log" });
+ * {
+ *   await using log = accessLog({ path, format: "common" });
+ *   await (await testClient(log(() => new Response("hi"))).fetch("/a")).text();
+ *   await log.flush();
+ *   const text = await Deno.readTextFile(path);
+ *   console.assert(text.endsWith(`"GET /a HTTP/1.1" 200 2\n`));
+ * } // closed here
+ * await Deno.remove(path);
  * ```
  *
  * @example Collecting lines in a test
@@ -48,30 +79,42 @@
  * @module
  */
 
+import { geminiHeadFor, isGeminiRequest } from "../codec/gemini.ts";
 import type { Handler, MiddlewareInfo } from "./types.ts";
 
 /** Options of {@linkcode accessLog}. */
 export interface AccessLogOptions {
   /**
-   * Where lines go: a byte stream (a file's `writable`, `Deno.stdout.writable`)
-   * gets each line with a newline; a function gets the line without one.
+   * Where lines go: a file (`Deno.FsFile`) or a byte stream
+   * (`Deno.stdout.writable`) gets each line with a newline; a function gets
+   * the line without one. `close()` closes a file or stream given here.
+   * A file's `writable` holds lines back until 64 KiB or its close: give the
+   * file itself, or `path`.
    * @default {standard output}
    */
-  sink?: WritableStream<Uint8Array> | ((line: string) => void);
+  sink?: WritableStream<Uint8Array> | Deno.FsFile | ((line: string) => void);
+  /**
+   * A log file, opened (synchronously, so a bad path fails here) for
+   * appending and created if missing, as nginx opens its logs; closed by
+   * `close()`. Instead of `sink`. Needs read and write permission for it.
+   */
+  path?: string | URL;
   /**
    * `"common"`: host, ident, user, time, request line, status, bytes.
    * `"combined"` adds the referer and the user agent. `"json"`: one JSON
    * object a line, for programs (`time` as ISO 8601, `remote`, `user`,
    * `method`, `target`, `protocol`, `status`, `bytes`, `ms`, `referer`,
-   * `agent`).
+   * `agent`; text as text, header values decoded as UTF-8). A Gemini
+   * request has `method` null, the URL as `target`, `protocol` `"GEMINI"`
+   * and its Gemini status.
    * @default {"combined"}
    */
   format?: "common" | "combined" | "json";
   /** Append the seconds the request took (`0.012`). @default {false} */
   timeTaken?: boolean;
   /**
-   * Lines a stream sink may have waiting; past it new lines are dropped
-   * and counted in `dropped`.
+   * Lines a file or stream sink may have waiting; past it new lines are
+   * dropped and counted in `dropped`.
    * @default {1000}
    */
   maxQueue?: number;
@@ -80,17 +123,27 @@ export interface AccessLogOptions {
 }
 
 /** The middleware, with its queue's state. */
-export interface AccessLogMiddleware {
+export interface AccessLogMiddleware extends AsyncDisposable {
   /** Wraps a handler (of `serve()`, `Deno.serve` or the gateway). */
   <Info extends MiddlewareInfo | undefined>(
     handler: Handler<Info>,
   ): Handler<Info>;
-  /** Lines dropped because the sink was too slow. */
+  /** Lines dropped because the sink was too slow, or the log closed. */
   readonly dropped: number;
-  /** Lines waiting for a stream sink. */
+  /** Lines waiting for a file or stream sink. */
   readonly pending: number;
-  /** Resolves once every queued line has been written (or failed). */
+  /**
+   * Resolves once every queued line has been written (or failed): for a
+   * file, handed to the system, so other readers see it.
+   */
   flush(): Promise<void>;
+  /**
+   * Writes what is queued, then closes the sink (a file or stream; not
+   * standard output, not a function). Later lines are dropped. Call it
+   * before `Deno.exit()`, which does not wait for pending writes. Also
+   * `[Symbol.asyncDispose]`, for `await using`.
+   */
+  close(): Promise<void>;
 }
 
 const MONTHS = [
@@ -108,6 +161,10 @@ const MONTHS = [
   "Dec",
 ];
 const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+// What the server answers a Gemini request whose handler threw: the 500 of
+// its onError, translated (geminiHeadFor).
+const GEMINI_SERVER_ERROR = 42;
 
 /**
  * The time as CLF writes it: `10/Oct/2000:13:55:36 -0700`, in the local
@@ -158,7 +215,7 @@ function hex(byte: number): string {
  * Access-log middleware.
  *
  * @param options Sink, format, timing and queue bound.
- * @returns The middleware, with `dropped`, `pending` and `flush()`.
+ * @returns The middleware, with `dropped`, `pending`, `flush()` and `close()`.
  *
  * @example
  * ```ts
@@ -173,18 +230,32 @@ export function accessLog(options: AccessLogOptions = {}): AccessLogMiddleware {
   const format = options.format ?? "combined";
   const maxQueue = options.maxQueue ?? 1000;
   const now = options.now ?? (() => new Date());
-  const sink = options.sink ?? stdoutSink();
+  if (options.path !== undefined && options.sink !== undefined) {
+    throw new TypeError("accessLog() takes a path or a sink, not both");
+  }
+  const sink = options.sink;
+  // Set up now, so a stream that is already locked or a file that can't be
+  // opened fails here, not at the first request.
+  const output: Output | undefined = typeof sink === "function"
+    ? undefined
+    : options.path !== undefined
+    ? fileOutput(Deno.openSync(options.path, { append: true, create: true }))
+    : sink === undefined
+    ? STDOUT
+    : sink instanceof WritableStream
+    ? streamOutput(sink.getWriter())
+    : fileOutput(sink);
   let dropped = 0;
+  let closed = false;
+  let closing: Promise<void> | undefined;
   const queue: string[] = [];
   let draining: Promise<void> | undefined;
-  // Taken now, so a stream that is already locked fails here, not later.
-  const writer = typeof sink === "function" ? undefined : sink.getWriter();
 
-  const drain = async (writer: WritableStreamDefaultWriter<Uint8Array>) => {
+  const drain = async (output: Output) => {
     while (queue.length > 0) {
       const batch = queue.splice(0, queue.length).join("");
       try {
-        await writer.write(encoder.encode(batch));
+        await output.write(encoder.encode(batch));
       } catch {
         // A broken sink loses its lines; the app goes on.
       }
@@ -193,6 +264,10 @@ export function accessLog(options: AccessLogOptions = {}): AccessLogMiddleware {
   };
 
   const emit = (line: string) => {
+    if (closed) {
+      dropped++;
+      return;
+    }
     if (typeof sink === "function") {
       try {
         sink(line);
@@ -206,57 +281,95 @@ export function accessLog(options: AccessLogOptions = {}): AccessLogMiddleware {
       return;
     }
     queue.push(line + "\n");
-    draining ??= drain(writer!);
+    draining ??= drain(output!);
   };
+  const flush = async () => {
+    while (draining) await draining;
+  };
+  const close = () =>
+    closing ??= (async () => {
+      closed = true;
+      await flush();
+      await output?.close();
+    })();
 
   const middleware = <Info extends MiddlewareInfo | undefined>(
     handler: Handler<Info>,
   ): Handler<Info> =>
   async (request, info) => {
     const started = now();
-    const write = (status: number | undefined, bytes: number) =>
+    const write = (response: Response | undefined, bytes: number) =>
       emit(
-        line(request, info, started, now(), status, bytes, format, options),
+        line(request, info, started, now(), response, bytes, format, options),
       );
     let response: Response;
     try {
       response = await handler(request, info);
     } catch (error) {
-      write(500, 0);
+      write(undefined, 0);
       throw error;
     }
     if (response.body === null) {
-      write(response.status, 0);
+      write(response, 0);
       return response;
     }
     return new Response(
-      counted(response.body, (bytes) => write(response.status, bytes)),
+      counted(response.body, (bytes) => write(response, bytes)),
       response,
     );
   };
   return Object.defineProperties(middleware, {
     dropped: { get: () => dropped },
     pending: { get: () => queue.length },
-    flush: {
-      value: async () => {
-        while (draining) await draining;
-      },
-    },
+    flush: { value: flush },
+    close: { value: close },
+    [Symbol.asyncDispose]: { value: close },
   }) as AccessLogMiddleware;
 }
 
-// Standard output through its own stream, so that several logs (and the
-// rest of the program) can write to it: Deno.stdout.writable has one writer.
-function stdoutSink(): WritableStream<Uint8Array> {
-  return new WritableStream<Uint8Array>({
-    async write(chunk) {
+// Where the bytes of a file or stream sink go.
+interface Output {
+  write(bytes: Uint8Array): Promise<void>;
+  close(): Promise<void>;
+}
+
+// Straight to the file, one write call a batch (no buffer of Deno's
+// between: FsFile.writable holds 64 KiB back).
+function fileOutput(
+  file: { write(bytes: Uint8Array): Promise<number>; close(): void },
+): Output {
+  return {
+    async write(bytes) {
       let written = 0;
-      while (written < chunk.length) {
-        written += await Deno.stdout.write(chunk.subarray(written));
+      while (written < bytes.length) {
+        written += await file.write(bytes.subarray(written));
       }
     },
-  });
+    close() {
+      try {
+        file.close();
+      } catch {
+        // Closed already by its owner.
+      }
+      return Promise.resolve();
+    },
+  };
 }
+
+function streamOutput(writer: WritableStreamDefaultWriter<Uint8Array>): Output {
+  return {
+    write: (bytes) => writer.write(bytes),
+    close: () => writer.close().catch(() => {}),
+  };
+}
+
+// Standard output through write calls of its own, so that several logs (and
+// the rest of the program) can write to it: Deno.stdout.writable has one
+// writer. Never closed.
+const STDOUT: Output = {
+  ...fileOutput(Deno.stdout),
+  close: () => Promise.resolve(),
+};
 
 function counted(
   body: ReadableStream<Uint8Array>,
@@ -300,7 +413,7 @@ function line(
   info: MiddlewareInfo | undefined,
   started: Date,
   ended: Date,
-  status: number | undefined,
+  response: Response | undefined,
   bytes: number,
   format: "common" | "combined" | "json",
   options: AccessLogOptions,
@@ -309,29 +422,41 @@ function line(
   const addr = info?.remoteAddr;
   const host = env.REMOTE_ADDR ||
     (addr && "hostname" in addr ? addr.hostname : "-");
-  const url = new URL(request.url);
-  const target = env.REQUEST_URI || url.pathname + url.search;
-  const protocol = env.SERVER_PROTOCOL || "HTTP/1.1";
+  // A Gemini request is a URL; its answer a Gemini status.
+  const gemini = isGeminiRequest(env);
+  let target: string;
+  let status: number;
+  if (gemini) {
+    target = env.GEMINI_URL!;
+    status = response ? geminiStatus(response) : GEMINI_SERVER_ERROR;
+  } else {
+    const url = new URL(request.url);
+    target = env.REQUEST_URI || url.pathname + url.search;
+    status = response ? response.status : 500;
+  }
+  const protocol = gemini ? "GEMINI" : env.SERVER_PROTOCOL || "HTTP/1.1";
   if (format === "json") {
     return JSON.stringify({
       time: started.toISOString(),
       remote: host,
-      user: env.REMOTE_USER ?? null,
-      method: request.method,
+      user: env.REMOTE_USER || null,
+      method: gemini ? null : request.method,
       target,
       protocol,
-      status: status ?? null,
+      status,
       bytes,
       ms: ended.getTime() - started.getTime(),
-      referer: request.headers.get("referer"),
-      agent: request.headers.get("user-agent"),
+      referer: headerText(request.headers.get("referer")),
+      agent: headerText(request.headers.get("user-agent")),
     });
   }
   const user = env.REMOTE_USER ? escape(env.REMOTE_USER) : "-";
-  const requestLine = escape(`${request.method} ${target} ${protocol}`);
+  const requestLine = escape(
+    gemini ? target : `${request.method} ${target} ${protocol}`,
+  );
   let text = `${escape(host)} - ${user} [${
     clfTime(started)
-  }] "${requestLine}" ${status ?? "-"} ${bytes > 0 ? bytes : "-"}`;
+  }] "${requestLine}" ${status} ${bytes > 0 ? bytes : "-"}`;
   if (format === "combined") {
     const referer = request.headers.get("referer");
     const agent = request.headers.get("user-agent");
@@ -343,4 +468,21 @@ function line(
     text += ` ${((ended.getTime() - started.getTime()) / 1000).toFixed(3)}`;
   }
   return text;
+}
+
+// The Gemini status the server writes for a response; one it can't write
+// (a bad x-gemini-status, an overlong meta) ends in onError's 500.
+function geminiStatus(response: Response): number {
+  try {
+    return geminiHeadFor(response).status;
+  } catch {
+    return GEMINI_SERVER_ERROR;
+  }
+}
+
+// A header value holds bytes, one per character; as text they are UTF-8
+// (U+FFFD for what is not).
+function headerText(value: string | null): string | null {
+  if (value === null || !/[\u0080-\u00ff]/.test(value)) return value;
+  return decoder.decode(Uint8Array.from(value, (char) => char.charCodeAt(0)));
 }

@@ -3,6 +3,7 @@ import { accessLog, clfTime } from "../middleware/mod.ts";
 import { scgiFetch } from "../client.ts";
 import { serve } from "../server.ts";
 import { testClient } from "../testing.ts";
+import { gemini, readGeminiStatus } from "../codec/gemini.ts";
 
 const FIXED = new Date(2026, 10, 21, 16, 5, 9);
 
@@ -236,4 +237,80 @@ Deno.test("accessLog: json lines for programs, and Deno.serve-style info without
   assert.equal(entry.user, null);
   assert.equal(typeof entry.ms, "number");
   assert.ok(!Number.isNaN(Date.parse(entry.time)));
+});
+
+Deno.test("accessLog: json decodes referer and agent as UTF-8, as the text formats escape them", async () => {
+  const lines: string[] = [];
+  const log = accessLog({ sink: (line) => lines.push(line), format: "json" });
+  const client = testClient(log(() => new Response("ok")));
+  // Header values hold bytes, one per character: these are é's UTF-8 bytes.
+  await (await client.fetch("/", {
+    headers: {
+      "user-agent": "Mozilla \u00c3\u00a9",
+      referer: "https://ref.example/caf\u00c3\u00a9",
+    },
+    env: { REMOTE_USER: "j\u00fcrgen", REQUEST_URI: "/caf\u00e9" },
+  })).text();
+  const entry = JSON.parse(lines[0]!);
+  assert.equal(entry.agent, "Mozilla \u00e9");
+  assert.equal(entry.referer, "https://ref.example/caf\u00e9");
+  assert.equal(entry.user, "j\u00fcrgen");
+  assert.equal(entry.target, "/caf\u00e9");
+  // Bytes that are not UTF-8 can't be text: U+FFFD, the line stays JSON.
+  // (Straight to the handler: the test client sends header text as UTF-8.)
+  const handler = log(() => new Response("ok"));
+  await (await handler(
+    new Request("http://localhost/", { headers: { "user-agent": "a\u00ffb" } }),
+    undefined,
+  )).text();
+  assert.equal(JSON.parse(lines[1]!).agent, "a\ufffdb");
+});
+
+Deno.test("accessLog: a Gemini request is logged with its URL and its Gemini status", async () => {
+  const lines: string[] = [];
+  const json: string[] = [];
+  const app = (request: Request) => {
+    const path = new URL(request.url).pathname;
+    if (path === "/hello") return gemini.input("Your name?");
+    if (path === "/page") return gemini.success("# hi\n");
+    if (path === "/throw") throw new Error("boom");
+    return new Response("nope", { status: 404 }); // the server sends 51
+  };
+  const handler = accessLog({
+    sink: (line) => lines.push(line),
+    now: () => FIXED,
+  })(
+    accessLog({ sink: (line) => json.push(line), format: "json" })(app),
+  );
+  const client = testClient(handler, {
+    onError: () => new Response("err", { status: 500 }),
+  });
+  const ask = async (path: string) => {
+    const response = await client.fetch(path, {
+      env: { GEMINI_URL: `gemini://example.com${path}` },
+    });
+    await response.body?.cancel();
+    return readGeminiStatus(response)?.status;
+  };
+  assert.equal(await ask("/hello"), 10);
+  assert.equal(await ask("/page"), 20);
+  assert.equal(await ask("/missing"), 51);
+  assert.equal(await ask("/throw"), 42);
+  const time = clfTime(FIXED);
+  assert.deepEqual(lines, [
+    `127.0.0.1 - - [${time}] "gemini://example.com/hello" 10 - "-" "-"`,
+    `127.0.0.1 - - [${time}] "gemini://example.com/page" 20 5 "-" "-"`,
+    `127.0.0.1 - - [${time}] "gemini://example.com/missing" 51 - "-" "-"`,
+    `127.0.0.1 - - [${time}] "gemini://example.com/throw" 42 - "-" "-"`,
+  ]);
+  const entries = json.map((line) => JSON.parse(line));
+  assert.deepEqual(entries.map((entry) => entry.status), [10, 20, 51, 42]);
+  assert.deepEqual(entries[0], {
+    ...entries[0],
+    method: null,
+    target: "gemini://example.com/hello",
+    protocol: "GEMINI",
+    bytes: 0,
+  });
+  assert.equal(entries[1].bytes, 5);
 });
