@@ -5,7 +5,8 @@
  * {@linkcode compose} applies several, the first one outermost.
  *
  * - {@linkcode compress}: gzip/deflate negotiated from `Accept-Encoding`.
- * - {@linkcode accessLog}: Common/Combined Log Format lines.
+ * - {@linkcode accessLog}: Common/Combined Log Format or JSON lines, to a
+ *   file, a stream or a function.
  * - {@linkcode health}: `/healthz` answered without the app.
  * - {@linkcode errorPage}: short error pages, no stack traces leaked.
  *
