@@ -92,8 +92,9 @@ export interface ScgiProxyOptions
     info?: ScgiProxyInfo,
   ) => Response | Promise<Response>;
   /**
-   * Milliseconds a backend that refused a connection is skipped before it is
-   * tried again. When every backend is marked down, all are tried anyway.
+   * Milliseconds a backend that refused a connection, or did not accept it
+   * within `connectTimeout`, is skipped before it is tried again. When every
+   * backend is marked down, all are tried anyway.
    * @default {5000}
    */
   retryInterval?: number;
@@ -147,8 +148,11 @@ const DEFAULT_MAX_BUFFERED = 16 * 1024 * 1024;
  * A request body with a `content-length` streams to the backend; one
  * without (chunked) is buffered up to `maxBufferedBodyBytes`, because SCGI
  * sends the length first. Only a connection that was never made (refused,
- * no socket file, unreachable) is retried on the next backend: then nothing
- * of the request has been sent.
+ * no socket file, unreachable, or not accepted within `connectTimeout`) is
+ * retried on the next backend, like nginx's default `scgi_next_upstream
+ * error timeout`: then nothing of the request has been sent. That backend
+ * is skipped for `retryInterval`. When no backend could be reached the
+ * answer is `504` if the last one tried timed out, else `502`.
  *
  * @param options The backends, the mount and the limits.
  * @returns The handler, `(request, info?) => Promise<Response>`.
@@ -284,8 +288,9 @@ export function scgiProxy(options: ScgiProxyOptions): ScgiProxyHandler {
     };
     const call = remoteAddr ? { remoteAddr } : {};
 
-    const refused: string[] = [];
+    const unreachable: Slot[] = [];
     const reasons: string[] = [];
+    let timedOut = false;
     const deadline = Date.now() + queueTimeout;
     while (true) {
       let full = false;
@@ -294,7 +299,7 @@ export function scgiProxy(options: ScgiProxyOptions): ScgiProxyHandler {
           full = true;
           continue;
         }
-        if (refused.length > 0 && refused.includes(slot.name)) continue;
+        if (unreachable.length > 0 && unreachable.includes(slot)) continue;
         slot.active++;
         let response: Response;
         try {
@@ -307,8 +312,9 @@ export function scgiProxy(options: ScgiProxyOptions): ScgiProxyHandler {
           release(slot);
           if (neverConnected(error)) {
             slot.downUntil = Date.now() + retryInterval;
-            refused.push(slot.name);
-            reasons.push((error as Error).message);
+            unreachable.push(slot);
+            reasons.push(error.message);
+            timedOut = error.code === "connect_timeout";
             continue;
           }
           return errorResponse(error);
@@ -319,7 +325,7 @@ export function scgiProxy(options: ScgiProxyOptions): ScgiProxyHandler {
       if (!full) {
         await cancelBody(body);
         return textResponse(
-          502,
+          timedOut ? 504 : 502,
           `no SCGI backend reachable: ${reasons.join("; ")}`,
         );
       }
@@ -427,11 +433,12 @@ function describeBackend(backend: ScgiBackend): string {
 }
 
 // True when the connection was never made, so nothing of the request went
-// out and another backend may take it. The client says "cannot connect" or
-// "no socket" only from its connect step.
-function neverConnected(error: unknown): boolean {
+// out and another backend may take it: refused, no socket, not accepted in
+// time. The client says "cannot connect" only from its connect step.
+function neverConnected(error: unknown): error is ScgiClientError {
   if (!(error instanceof ScgiClientError)) return false;
   return error.code === "connection_refused" ||
+    error.code === "connect_timeout" ||
     (error.code === "connection_failed" &&
       error.message.startsWith("cannot connect"));
 }

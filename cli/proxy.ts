@@ -24,8 +24,9 @@ export const HELP =
 
 An HTTP server in front of SCGI backends, as nginx's scgi_pass would be: the
 requests under --mount go to the backends (round robin; one that refuses
-connections is skipped for --retry-interval), the rest get 404. One access
-log line per request on stdout (common log format, or JSON lines with
+connections or doesn't accept within --connect-timeout is skipped for
+--retry-interval and the request goes to the next), the rest get 404. One
+access log line per request on stdout (common log format, or JSON lines with
 --json). SIGINT/SIGTERM stop it gracefully.
 
 Options:
@@ -37,9 +38,10 @@ Options:
       --max-concurrent N     requests in flight per backend; more wait up to
                              --queue-timeout, then get 503 (default no limit)
       --queue-timeout S      (default 10)
-      --retry-interval S     how long a refusing backend is skipped
-                             (default 5)
-      --connect-timeout S    504 when a backend doesn't accept (default 10)
+      --retry-interval S     how long a backend that refused or timed out
+                             connecting is skipped (default 5)
+      --connect-timeout S    how long a backend may take to accept before
+                             the next one is tried (default 10)
       --timeout S            504 when a backend sends no head (default 60)
       --json                 access log as JSON lines
   -q, --quiet                no access log

@@ -196,3 +196,59 @@ Deno.test("scgi proxy: a Unix socket backend with the documented permissions", a
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("scgi proxy: a backend that doesn't accept within --connect-timeout is skipped, the request served by the next", async () => {
+  // A listener nobody accepts on, its queue full: a connect to it hangs.
+  const stuck = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const stuckPort = (stuck.addr as Deno.NetAddr).port;
+  const fillers: Deno.Conn[] = [];
+  try {
+    while (true) {
+      const give = new AbortController();
+      const timer = setTimeout(() => give.abort(), 250);
+      try {
+        fillers.push(
+          await Deno.connect({
+            hostname: "127.0.0.1",
+            port: stuckPort,
+            signal: give.signal,
+          }),
+        );
+      } catch (error) {
+        assert.ok(give.signal.aborted, `connect failed: ${error}`);
+        break;
+      } finally {
+        clearTimeout(timer);
+      }
+      assert.ok(fillers.length < 5000, "the accept queue never filled");
+    }
+    await using backend = serve(quiet, () => new Response("served"));
+    const backendPort = (backend.addr as Deno.NetAddr).port;
+    const port = freePort();
+    await using proxy = startCli(
+      [`--allow-net=127.0.0.1:${port},127.0.0.1:${stuckPort},127.0.0.1:${backendPort}`],
+      [
+        "proxy",
+        "--listen",
+        String(port),
+        "-b",
+        `127.0.0.1:${stuckPort}`,
+        "-b",
+        `127.0.0.1:${backendPort}`,
+        "--connect-timeout",
+        "200ms",
+        "--quiet",
+      ],
+    );
+    await proxy.waitFor(/Listening on/);
+    for (let i = 0; i < 4; i++) {
+      const response = await fetch(`http://127.0.0.1:${port}/`);
+      assert.equal(response.status, 200, `request ${i}`);
+      assert.equal(await response.text(), "served");
+    }
+    assert.equal((await proxy.stop()).code, 0);
+  } finally {
+    stuck.close();
+    for (const conn of fillers) conn.close();
+  }
+});
