@@ -53,8 +53,10 @@ export interface ScgiProxyInfo {
   /** The HTTP client, reported to the backend as `REMOTE_ADDR`/`REMOTE_PORT`. */
   remoteAddr?: Deno.Addr;
   /**
-   * Rejects when the HTTP client goes away (Deno.serve's `completed`): the
-   * backend call is then aborted. Without it, `request.signal` is watched.
+   * Deno.serve's delivery promise, passed on to `fallback` as it came. The
+   * gateway itself doesn't use it: it settles only once the handler has
+   * returned, too late to notice a client that leaves before the answer.
+   * `request.signal` says that (see {@linkcode scgiProxy}).
    */
   completed?: Promise<void>;
 }
@@ -153,6 +155,16 @@ const DEFAULT_MAX_BUFFERED = 16 * 1024 * 1024;
  * error timeout`: then nothing of the request has been sent. That backend
  * is skipped for `retryInterval`. When no backend could be reached the
  * answer is `504` if the last one tried timed out, else `502`.
+ *
+ * A client that leaves before the answer (`request.signal` aborts, as
+ * Deno.serve does at once when the client disconnects) ends the backend
+ * call: the backend connection closes and its slot frees, and a request
+ * still waiting for a slot is dropped without being sent. The handler then
+ * answers `499` with no body, nginx's status for "client closed request",
+ * so an access log records what happened. `request.signal` is watched only
+ * until the handler returns: Deno.serve also aborts it after every
+ * delivered response. A client that leaves mid-body cancels the response
+ * body, which closes the backend connection.
  *
  * @param options The backends, the mount and the limits.
  * @returns The handler, `(request, info?) => Promise<Response>`.
@@ -264,88 +276,93 @@ export function scgiProxy(options: ScgiProxyOptions): ScgiProxyHandler {
       await request.body?.cancel().catch(() => {});
       return textResponse(404, "not found");
     }
-    let body: ReadableStream<Uint8Array> | Uint8Array | null = request.body;
-    if (body && request.headers.get("content-length") === null) {
-      try {
-        body = await readWhole(body, maxBuffered);
-      } catch (error) {
-        if (error instanceof ScgiClientError) {
-          return textResponse(413, error.message);
-        }
-        return textResponse(400, `cannot read the request body: ${error}`);
-      }
-    }
-    const remote = info?.remoteAddr;
-    const remoteAddr = remote && remote.transport !== "unix" &&
-        "hostname" in remote
-      ? { hostname: remote.hostname, port: remote.port }
-      : undefined;
-    const signal = clientGone(request, info);
-    const init = {
-      method: request.method,
-      headers: request.headers,
-      signal,
-    };
-    const call = remoteAddr ? { remoteAddr } : {};
-
-    const unreachable: Slot[] = [];
-    const reasons: string[] = [];
-    let timedOut = false;
-    const deadline = Date.now() + queueTimeout;
-    while (true) {
-      let full = false;
-      for (const slot of order()) {
-        if (slot.active >= maxConcurrent) {
-          full = true;
-          continue;
-        }
-        if (unreachable.length > 0 && unreachable.includes(slot)) continue;
-        slot.active++;
-        let response: Response;
+    // The client leaving: Deno.serve aborts request.signal at once. It also
+    // aborts it after every delivered response (its legacy behaviour), by
+    // which time this handler has long returned and stopped listening.
+    const gone = request.signal;
+    if (gone.aborted) return await clientClosed(request.body);
+    const controller = new AbortController();
+    const signal = controller.signal;
+    const onGone = () => controller.abort(gone.reason);
+    gone.addEventListener("abort", onGone, { once: true });
+    try {
+      let body: ReadableStream<Uint8Array> | Uint8Array | null = request.body;
+      if (body && request.headers.get("content-length") === null) {
         try {
-          const forward = new Request(request.url, {
-            ...init,
-            body: body instanceof Uint8Array ? body.slice() : body,
-          });
-          response = await slot.client.fetch(forward, call);
+          body = await readWhole(body, maxBuffered);
         } catch (error) {
-          release(slot);
-          if (neverConnected(error)) {
-            slot.downUntil = Date.now() + retryInterval;
-            unreachable.push(slot);
-            reasons.push(error.message);
-            timedOut = error.code === "connect_timeout";
+          if (signal.aborted) return await clientClosed(null);
+          if (error instanceof ScgiClientError) {
+            return textResponse(413, error.message);
+          }
+          return textResponse(400, `cannot read the request body: ${error}`);
+        }
+      }
+      const remote = info?.remoteAddr;
+      const remoteAddr = remote && remote.transport !== "unix" &&
+          "hostname" in remote
+        ? { hostname: remote.hostname, port: remote.port }
+        : undefined;
+      const init = {
+        method: request.method,
+        headers: request.headers,
+        signal,
+      };
+      const call = remoteAddr ? { remoteAddr } : {};
+
+      const unreachable: Slot[] = [];
+      const reasons: string[] = [];
+      let timedOut = false;
+      const deadline = Date.now() + queueTimeout;
+      while (true) {
+        let full = false;
+        for (const slot of order()) {
+          if (slot.active >= maxConcurrent) {
+            full = true;
             continue;
           }
-          return errorResponse(error);
+          if (unreachable.length > 0 && unreachable.includes(slot)) continue;
+          slot.active++;
+          let response: Response;
+          try {
+            const forward = new Request(request.url, {
+              ...init,
+              body: body instanceof Uint8Array ? body.slice() : body,
+            });
+            response = await slot.client.fetch(forward, call);
+          } catch (error) {
+            release(slot);
+            if (signal.aborted) return await clientClosed(body);
+            if (neverConnected(error)) {
+              slot.downUntil = Date.now() + retryInterval;
+              unreachable.push(slot);
+              reasons.push(error.message);
+              timedOut = error.code === "connect_timeout";
+              continue;
+            }
+            return errorResponse(error);
+          }
+          slot.downUntil = 0;
+          return releaseWhenDone(response, () => release(slot));
         }
-        slot.downUntil = 0;
-        return releaseWhenDone(response, () => release(slot));
+        if (!full) {
+          await cancelBody(body);
+          return textResponse(
+            timedOut ? 504 : 502,
+            `no SCGI backend reachable: ${reasons.join("; ")}`,
+          );
+        }
+        // The backends not yet tried are all at maxConcurrent: wait for one.
+        if (!await waitForSlot(deadline - Date.now(), signal)) {
+          if (signal.aborted) return await clientClosed(body);
+          await cancelBody(body);
+          return textResponse(503, "every SCGI backend is busy");
+        }
       }
-      if (!full) {
-        await cancelBody(body);
-        return textResponse(
-          timedOut ? 504 : 502,
-          `no SCGI backend reachable: ${reasons.join("; ")}`,
-        );
-      }
-      // The backends not yet tried are all at maxConcurrent: wait for one.
-      if (!await waitForSlot(deadline - Date.now(), signal)) {
-        await cancelBody(body);
-        return textResponse(503, "every SCGI backend is busy");
-      }
+    } finally {
+      gone.removeEventListener("abort", onGone);
     }
   };
-}
-
-// Aborts when the HTTP client goes away. Deno.serve's `completed` says so
-// without its legacy `request.signal`, which also fires after every
-// successful response (and warns once when watched).
-function clientGone(request: Request, info?: ScgiProxyInfo): AbortSignal {
-  if (!info?.completed) return request.signal;
-  const controller = new AbortController();
-  info.completed.catch((reason) => controller.abort(reason));
-  return controller.signal;
 }
 
 // The client options that pass through unchanged.
@@ -441,6 +458,15 @@ function neverConnected(error: unknown): error is ScgiClientError {
     error.code === "connect_timeout" ||
     (error.code === "connection_failed" &&
       error.message.startsWith("cannot connect"));
+}
+
+// The answer for a client that left before the backend's head: nginx's 499
+// ("client closed request"), for the access log; nobody reads it.
+async function clientClosed(
+  body: ReadableStream<Uint8Array> | Uint8Array | null,
+): Promise<Response> {
+  await cancelBody(body);
+  return new Response(null, { status: 499 });
 }
 
 function errorResponse(error: unknown): Response {

@@ -25,7 +25,8 @@ export const HELP =
 An HTTP server in front of SCGI backends, as nginx's scgi_pass would be: the
 requests under --mount go to the backends (round robin; one that refuses
 connections or doesn't accept within --connect-timeout is skipped for
---retry-interval and the request goes to the next), the rest get 404. One
+--retry-interval and the request goes to the next), the rest get 404. A
+client that leaves before the answer ends its backend call at once. One
 access log line per request on stdout (common log format, or JSON lines with
 --json). SIGINT/SIGTERM stop it gracefully.
 
@@ -48,7 +49,8 @@ Options:
   -h, --help                 show this help
 
 Answers of its own: 502 backend refused or sent a malformed response, 504
-backend too slow, 503 every backend busy, 404 outside --mount.
+backend too slow, 503 every backend busy, 404 outside --mount. Logged 499
+(as nginx does): the client left before the answer.
 
 Examples:
   scgi proxy --listen 8000 --backend 127.0.0.1:4000

@@ -197,6 +197,63 @@ Deno.test("scgi proxy: a Unix socket backend with the documented permissions", a
   }
 });
 
+Deno.test("scgi proxy: a client that leaves before the answer is logged 499, its backend call ends at once", async () => {
+  const entered = Promise.withResolvers<void>();
+  const aborted = Promise.withResolvers<void>();
+  // abortOnHangUp: the proxy closing the connection aborts request.signal.
+  await using backend = serve(
+    { ...quiet, abortOnHangUp: true },
+    async (request) => {
+      if (new URL(request.url).pathname === "/hang") {
+        entered.resolve();
+        await new Promise((resolve) =>
+          request.signal.addEventListener("abort", resolve, { once: true })
+        );
+        aborted.resolve();
+      }
+      return new Response("answer");
+    },
+  );
+  const backendPort = (backend.addr as Deno.NetAddr).port;
+  const port = freePort();
+  await using proxy = startCli(
+    [`--allow-net=127.0.0.1:${port},127.0.0.1:${backendPort}`],
+    [
+      "proxy",
+      "--listen",
+      String(port),
+      "-b",
+      `127.0.0.1:${backendPort}`,
+      "--max-concurrent",
+      "1",
+      "--queue-timeout",
+      "0",
+      // Only a safety net: the client's departure must end the call first.
+      "--timeout",
+      "5",
+    ],
+  );
+  await proxy.waitFor(/Listening on/);
+  const controller = new AbortController();
+  const leaving = fetch(`http://127.0.0.1:${port}/hang`, {
+    signal: controller.signal,
+  }).catch((error) => error.name);
+  await entered.promise;
+  controller.abort();
+  assert.equal(await leaving, "AbortError");
+  // Noticed at once, not after --timeout (which would log 504).
+  const [, status, bytes] = await proxy.waitFor(
+    /"GET \/hang HTTP\/1\.1" (\d{3}) (\d+|-)\n/,
+  );
+  assert.deepEqual([status, bytes], ["499", "-"]);
+  await aborted.promise;
+  // The only slot is free again (no queue: a taken slot would be a 503).
+  const next = await fetch(`http://127.0.0.1:${port}/next`);
+  assert.equal(next.status, 200);
+  assert.equal(await next.text(), "answer");
+  assert.equal((await proxy.stop()).code, 0);
+});
+
 Deno.test("scgi proxy: a backend that doesn't accept within --connect-timeout is skipped, the request served by the next", async () => {
   // A listener nobody accepts on, its queue full: a connect to it hangs.
   const stuck = Deno.listen({ hostname: "127.0.0.1", port: 0 });
