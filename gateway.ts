@@ -164,7 +164,9 @@ const DEFAULT_MAX_BUFFERED = 16 * 1024 * 1024;
  * so an access log records what happened. `request.signal` is watched only
  * until the handler returns: Deno.serve also aborts it after every
  * delivered response. A client that leaves mid-body cancels the response
- * body, which closes the backend connection.
+ * body, which closes the backend connection. (Reading `request.signal` makes
+ * Deno 2.9's Deno.serve print a one-time notice about that legacy abort;
+ * it changes nothing here, and `--unstable-no-legacy-abort` silences it.)
  *
  * @param options The backends, the mount and the limits.
  * @returns The handler, `(request, info?) => Promise<Response>`.
