@@ -4,9 +4,11 @@
  *
  * Accepted: a `Status:` header, an NPH first line (`HTTP/1.1 200 OK`), CRLF or
  * bare LF line ends, `Location` without `Status` as a 302, repeated
- * `Set-Cookie`. Refused with a clear {@linkcode ScgiClientError}: a head over
- * the limit, lines that aren't headers, a status that is not a number from
- * 200 to 599, and a body that ends before its `Content-Length`.
+ * `Set-Cookie`, and Gemini answers, raw (`20 text/gemini\r\n` and the body)
+ * or in a CGI head (`Status: 20 text/gemini`, as flup writes them). Refused
+ * with a clear {@linkcode ScgiClientError}: a head over the limit, lines that
+ * aren't headers, a status that is not a number from 200 to 599 (or a
+ * Gemini status), and a body that ends before its `Content-Length`.
  *
  * @example
  * ```ts
@@ -24,7 +26,7 @@
  */
 
 import { ByteReader } from "./_byte_reader.ts";
-import { bytesToByteString } from "./_byte_string.ts";
+import { bytesToByteString, byteStringToBytes } from "./_byte_string.ts";
 import type { ByteSource } from "./byte_source.ts";
 import { ScgiClientError } from "./errors.ts";
 import { responseHasBody } from "./response_to_cgi.ts";
@@ -57,11 +59,16 @@ export interface ReadCgiResponseOptions {
    */
   onDone?: (error?: unknown) => void;
   /**
-   * The answer's format. `"auto"` reads a raw Gemini answer (a first line of
-   * two digits, then a space or the line end: `20 text/gemini\r\n`, no
-   * blank line before the body) as Gemini and anything else as CGI; no CGI
-   * head can start that way. A Gemini answer becomes a `Response` with
-   * `x-gemini-status` and `x-gemini-meta` headers (see `gemini.ts`).
+   * The answer's format. `"auto"` reads as Gemini a raw Gemini answer (a
+   * first line of two digits, then a space or the line end:
+   * `20 text/gemini\r\n`, no blank line before the body), which no CGI head
+   * can start with, and a CGI head whose `Status` is a Gemini status (two
+   * digits, where a CGI status has three: `Status: 20 text/gemini`, as flup
+   * writes a WSGI app's Gemini status); anything else as CGI. `"gemini"`
+   * accepts only those two forms, `"cgi"` neither. A Gemini answer becomes
+   * the same `Response` either way, with `x-gemini-status` and
+   * `x-gemini-meta` headers (see `gemini.ts`); of a CGI head only the
+   * `Content-Length` is used, to end the body.
    * @default {"auto"}
    */
   protocol?: ScgiProtocol;
@@ -103,9 +110,23 @@ const REASON = /^[\t\x20-\x7e\x80-\xff]*$/;
 export function parseCgiResponseHead(
   lines: readonly string[],
 ): CgiResponseHead {
+  return parseHead(lines, false);
+}
+
+// A parsed head; `gemini` is set (and `status` 0) when Gemini statuses are
+// allowed and the Status header holds one.
+interface ParsedHead extends CgiResponseHead {
+  gemini?: GeminiStatus;
+}
+
+function parseHead(
+  lines: readonly string[],
+  allowGemini: boolean,
+): ParsedHead {
   const headers = new Headers();
   let status: number | undefined;
   let reason = "";
+  let gemini: GeminiStatus | undefined;
   let start = 0;
   const nph = lines[0]?.match(NPH);
   if (nph) {
@@ -125,7 +146,16 @@ export function parseCgiResponseHead(
     const value = line.slice(colon + 1).trim();
     if (name.toLowerCase() === "status") {
       const match = value.match(STATUS);
-      if (!match || (status !== undefined && !nph)) {
+      // Only a value that is no CGI status is tried as a Gemini one, so a
+      // CGI answer costs nothing more.
+      if (
+        !match && allowGemini && !nph && status === undefined &&
+        gemini === undefined
+      ) {
+        gemini = geminiStatusOf(value);
+        if (gemini) continue;
+      }
+      if (!match || (status !== undefined && !nph) || gemini) {
         throw malformed(
           `Status ${JSON.stringify(value.slice(0, 80))} is not a status`,
         );
@@ -142,6 +172,7 @@ export function parseCgiResponseHead(
       throw malformed(`header ${name} has a value HTTP can't carry`);
     }
   }
+  if (gemini) return { status: 0, statusText: "", headers, gemini };
   status ??= headers.has("location") ? 302 : 200;
   if (status < 200 || status > 599) {
     throw malformed(`status ${status} is outside 200 to 599`);
@@ -190,14 +221,31 @@ export async function readCgiResponse(
   const reader = new ByteReader(
     source instanceof ReadableStream ? source.getReader() : source,
   );
-  let head: CgiResponseHead;
+  let head: ParsedHead;
   try {
     const protocol = options.protocol ?? "auto";
-    const gemini = protocol === "cgi" ? undefined : await readGeminiHead(
-      reader,
-      options.maxHeadBytes ?? DEFAULT_MAX_HEAD_BYTES,
-      protocol === "gemini",
-    );
+    const maxHeadBytes = options.maxHeadBytes ?? DEFAULT_MAX_HEAD_BYTES;
+    let gemini = protocol === "cgi"
+      ? undefined
+      : await readGeminiHead(reader, maxHeadBytes, protocol === "gemini");
+    // The framing of a Gemini answer in a CGI head: its Content-Length.
+    let declaredLength: string | null = null;
+    if (!gemini) {
+      head = parseHead(
+        await readHeadLines(reader, maxHeadBytes),
+        protocol !== "cgi",
+      );
+      if (head.gemini) {
+        gemini = head.gemini;
+        declaredLength = head.headers.get("content-length");
+      } else if (protocol === "gemini") {
+        throw malformed(
+          `answer with ${
+            nphOrStatus(head)
+          } is not a Gemini answer (no Gemini status line or Status)`,
+        );
+      }
+    }
     if (gemini) {
       let init: ReturnType<typeof responseInitFromGemini>;
       try {
@@ -214,28 +262,51 @@ export async function readCgiResponse(
         return new Response(null, init);
       }
       return new Response(
-        bodyStream(reader, init.headers, options, finish),
+        bodyStream(reader, declaredLength, options, finish),
         init,
       );
     }
-    head = parseCgiResponseHead(
-      await readHeadLines(
-        reader,
-        options.maxHeadBytes ?? DEFAULT_MAX_HEAD_BYTES,
-      ),
-    );
   } catch (error) {
     finish(error);
     throw error;
   }
-  if (!responseHasBody(head.status, options.method)) {
+  // Every Gemini answer has returned above: this is a CGI head.
+  const cgi = head!;
+  if (!responseHasBody(cgi.status, options.method)) {
     finish();
-    return new Response(null, head);
+    return new Response(null, cgi);
   }
-  return new Response(bodyStream(reader, head.headers, options, finish), head);
+  return new Response(
+    bodyStream(reader, cgi.headers.get("content-length"), options, finish),
+    cgi,
+  );
+}
+
+function nphOrStatus(head: CgiResponseHead): string {
+  return `status ${head.status}${head.statusText ? " " + head.statusText : ""}`;
+}
+
+const GEMINI_STATUS = /^[1-6][0-9](?:[ \t]|$)/;
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+// A `Status` value that is a Gemini status line (`20 text/gemini`). The meta
+// is a byte string: UTF-8 as Gemini has it, or else taken byte for byte
+// (flup on Python 3 writes the status as Latin-1).
+function geminiStatusOf(value: string): GeminiStatus | undefined {
+  if (!GEMINI_STATUS.test(value)) return undefined;
+  let text = value;
+  if (/[\x80-\xff]/.test(value)) {
+    try {
+      text = strictUtf8.decode(byteStringToBytes(value));
+    } catch {
+      // Not UTF-8: each byte is the character of that code.
+    }
+  }
+  return parseGeminiHead(text);
 }
 
 const GEMINI_START = /^[1-6][0-9](?:[ \t\r\n]|$)/;
+const HEADER_START = /^[A-Za-z]/;
 const utf8 = new TextDecoder();
 
 // A Gemini answer starts with two digits and a space or the line end, which
@@ -249,7 +320,8 @@ async function readGeminiHead(
   while (reader.buffered.length < 3 && await reader.fill());
   const start = bytesToByteString(reader.buffered.subarray(0, 3));
   if (!GEMINI_START.test(start)) {
-    if (!required) return undefined;
+    // A CGI head starts with a header name; it may hold a Gemini Status.
+    if (!required || HEADER_START.test(start)) return undefined;
     throw malformed(
       reader.buffered.length === 0
         ? "backend closed the connection without answering"
@@ -335,11 +407,10 @@ async function readHeadLines(
 
 function bodyStream(
   reader: ByteReader,
-  headers: Headers,
+  declared: string | null,
   options: ReadCgiResponseOptions,
   finish: (error?: unknown) => void,
 ): ReadableStream<Uint8Array<ArrayBuffer>> {
-  const declared = headers.get("content-length");
   const expected = declared !== null && /^[0-9]{1,16}$/.test(declared)
     ? Number(declared)
     : undefined;

@@ -280,7 +280,6 @@ Deno.test("readCgiResponse: malformed heads are malformed_response with a clear 
     ["X-Ok: 1\r\n folded\r\n\r\n", /line " folded" is not a header/],
     ["<html>\r\n\r\n", /is not a header/],
     ["Status: abc\r\n\r\n", /Status "abc" is not a status/],
-    ["Status: 20\r\n\r\n", /Status "20" is not a status/],
     ["Status: 2000\r\n\r\n", /Status "2000" is not a status/],
     ["Status: OK 200\r\n\r\n", /is not a status/],
     ["Status:\r\n\r\n", /Status "" is not a status/],
@@ -382,5 +381,160 @@ Deno.test("readCgiResponse: a Gemini meta a header can't carry is malformed_resp
     (error: unknown) =>
       error instanceof ScgiClientError && error.code === "malformed_response" &&
       /can't carry/.test(error.message),
+  );
+});
+
+/** Status, headers and body of a response, to compare two of them. */
+async function described(response: Response) {
+  return {
+    status: response.status,
+    statusText: response.statusText,
+    headers: [...response.headers],
+    body: response.body === null ? null : await response.text(),
+  };
+}
+
+Deno.test("readCgiResponse: a CGI head whose Status is a Gemini status (flup's form) is that Gemini answer", async () => {
+  // flup writes `Status: <the WSGI status>`, then Content-Length for a
+  // one-piece body, then the blank line.
+  const cases: [string, string, string | null][] = [
+    [
+      "Status: 20 text/gemini\r\nContent-Length: 19\r\n\r\n# Hello from SCGI!\n",
+      "20 text/gemini\r\n# Hello from SCGI!\n",
+      "# Hello from SCGI!\n",
+    ],
+    [
+      "Status: 10 Enter your name:\r\nContent-Length: 0\r\n\r\n",
+      "10 Enter your name:\r\n",
+      null,
+    ],
+    [
+      "Status: 30 gemini://example.com/new-location\r\nContent-Length: 0\r\n\r\n",
+      "30 gemini://example.com/new-location\r\n",
+      null,
+    ],
+    ["Status: 51 Not found\r\n\r\n", "51 Not found\r\n", null],
+    // LF line ends, a status alone, no Content-Length: the body runs to the end.
+    ["Status: 20\n\nstreamed", "20\r\nstreamed", "streamed"],
+    // Headers of the CGI head other than the framing are not Gemini's.
+    [
+      "Status: 20 text/plain\r\nX-Extra: 1\r\nContent-Length: 2\r\n\r\nhi",
+      "20 text/plain\r\nhi",
+      "hi",
+    ],
+  ];
+  for (const [wire, raw, body] of cases) {
+    const expected = await described(
+      await readCgiResponse(ReadableStream.from([encoder.encode(raw)])),
+    );
+    assert.equal(expected.body, body, raw);
+    for (const protocol of [undefined, "auto", "gemini"] as const) {
+      for (const [label, chunks] of chunkings(encoder.encode(wire))) {
+        const { response, done } = await read(chunks, {
+          ...(protocol ? { protocol } : {}),
+        });
+        assert.deepEqual(
+          await described(response),
+          expected,
+          `${JSON.stringify(wire)} (${protocol}, ${label})`,
+        );
+        assert.deepEqual(done, [undefined], label);
+      }
+    }
+  }
+});
+
+Deno.test("readCgiResponse: a Gemini Status body ends at its Content-Length, and is truncated_response when cut", async () => {
+  const { response, done } = await read([
+    encoder.encode("Status: 20 text/gemini\r\nContent-Length: 3\r\n\r\nabcdef"),
+  ]);
+  assert.equal(response.headers.get("x-gemini-status"), "20");
+  assert.equal(response.headers.has("content-length"), false);
+  assert.equal(await response.text(), "abc");
+  assert.deepEqual(done, [undefined]);
+
+  const cut = await read([
+    encoder.encode("Status: 20 text/gemini\r\nContent-Length: 10\r\n\r\nabc"),
+  ]);
+  await assert.rejects(
+    cut.response.text(),
+    (error: unknown) =>
+      error instanceof ScgiClientError && error.code === "truncated_response",
+  );
+});
+
+Deno.test("readCgiResponse: a Gemini Status meta is read as UTF-8, else byte for byte (flup on Python 3 writes Latin-1)", async () => {
+  for (
+    const wire of [
+      latin1("Status: 10 Wie hei\xc3\x9ft du?\r\n\r\n"),
+      latin1("Status: 10 Wie hei\xdft du?\r\n\r\n"),
+    ]
+  ) {
+    const { response } = await read([wire]);
+    assert.equal(response.status, 200);
+    assert.equal(response.headers.get("x-gemini-status"), "10");
+    // The header holds the meta's UTF-8 bytes, as for a raw Gemini answer.
+    assert.equal(response.headers.get("x-gemini-meta"), "Wie hei\xc3\x9ft du?");
+  }
+});
+
+Deno.test("readCgiResponse: which Status lines are Gemini, by protocol", async () => {
+  // A CGI status is three digits: "auto" keeps reading those as CGI.
+  const cgi = await read([encoder.encode("Status: 201 Created\r\n\r\nok")]);
+  assert.equal(cgi.response.status, 201);
+  assert.equal(cgi.response.headers.has("x-gemini-status"), false);
+  assert.equal(await cgi.response.text(), "ok");
+  // "cgi" never reads Gemini: a two-digit Status is not a status.
+  await rejectsWith(
+    "Status: 20 text/gemini\r\n\r\n",
+    "malformed_response",
+    /Status "20 text\/gemini" is not a status/,
+    { protocol: "cgi" },
+  );
+  await rejectsWith(
+    "Status: 20\r\n\r\n",
+    "malformed_response",
+    /not a status/,
+    {
+      protocol: "cgi",
+    },
+  );
+  // "gemini" wants a Gemini status, raw or in Status.
+  for (
+    const wire of [
+      "Status: 200 OK\r\n\r\nhi",
+      "Content-Type: text/gemini\r\n\r\nhi",
+      "HTTP/1.1 200 OK\r\n\r\nhi",
+    ]
+  ) {
+    await rejectsWith(wire, "malformed_response", /not a Gemini answer/, {
+      protocol: "gemini",
+    });
+  }
+  // Not Gemini statuses anywhere: 7x, one digit, an NPH line with a
+  // two-digit Status, a second Status.
+  for (
+    const wire of [
+      "Status: 70 nope\r\n\r\n",
+      "Status: 2 x\r\n\r\n",
+      "Status: 20text/gemini\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nStatus: 20 text/gemini\r\n\r\n",
+      "Status: 20 text/gemini\r\nStatus: 51 Not found\r\n\r\n",
+      "Status: 200 OK\r\nStatus: 20 text/gemini\r\n\r\n",
+    ]
+  ) {
+    await rejectsWith(wire, "malformed_response", /not a status/);
+  }
+  // A line that is not a header is still refused after a Gemini Status.
+  await rejectsWith(
+    "Status: 20 text/gemini\r\nnot a header\r\n\r\n",
+    "malformed_response",
+    /is not a header/,
+  );
+  // parseCgiResponseHead stays CGI only.
+  assert.throws(
+    () => parseCgiResponseHead(["Status: 20 text/gemini"]),
+    (error: unknown) =>
+      error instanceof ScgiClientError && error.code === "malformed_response",
   );
 });
