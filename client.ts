@@ -5,8 +5,11 @@
  *
  * Targets are URLs: `scgi://host:port/path?query`, or
  * `scgi+unix://<percent-encoded socket path>/path?query`, or any `http(s)` URL
- * plus `init.backend` naming where to connect. {@linkcode createClient} binds
- * a backend once for a mounted application.
+ * plus `init.backend` naming where to connect. A `gemini://` URL (with
+ * `init.backend`) is sent as a Gemini server such as Xitzin sends it:
+ * `GEMINI_URL` and the other Gemini variables, no HTTP ones (see
+ * `codec/gemini.ts`). {@linkcode createClient} binds a backend once for a
+ * mounted application.
  *
  * @example Calling rtorrent (`deno run --allow-net=127.0.0.1:5000 rpc.ts`)
  * ```ts ignore
@@ -37,7 +40,7 @@ import { readCgiResponse } from "./codec/cgi_response.ts";
 import { ScgiClientError } from "./codec/errors.ts";
 import { encodeRequestHead } from "./codec/header_encoder.ts";
 import { readWhole } from "./_read_whole.ts";
-import type { ScgiProtocol } from "./codec/gemini.ts";
+import { cgiFromGeminiRequest, type ScgiProtocol } from "./codec/gemini.ts";
 
 /** Where an SCGI backend listens: TCP, or a Unix socket path. */
 export type ScgiBackend =
@@ -72,18 +75,25 @@ export interface ScgiClientOptions {
   /**
    * Extra CGI variables, sent after the standard ones (Xitzin passes app
    * state this way as `XITZIN_*`). They replace standard ones of the same
-   * name.
+   * name, in place. A call's `env` adds to its client's: both are sent, and
+   * for a name in both the call's value wins.
    */
   env?: Readonly<Record<string, string>>;
   /** `SCRIPT_NAME`: the mount point the backend lives under. @default {""} */
   scriptName?: string;
-  /** The client to report as `REMOTE_ADDR`/`REMOTE_PORT`. */
+  /**
+   * The client to report as `REMOTE_ADDR`/`REMOTE_PORT` (for a `gemini:`
+   * URL, `REMOTE_ADDR`/`REMOTE_HOST`, as Xitzin sends them).
+   */
   remoteAddr?: { hostname: string; port?: number };
   /**
    * The answer's format: `"auto"` reads a raw Gemini answer
-   * (`20 text/gemini\r\n` and the body) as Gemini, anything else as CGI.
-   * A Gemini answer's `Response` has `x-gemini-status` and `x-gemini-meta`
-   * headers and an HTTP status that stands for it (see `gemini.ts`).
+   * (`20 text/gemini\r\n` and the body) and a CGI head with a two-digit
+   * Gemini `Status` (`Status: 20 text/gemini`, as flup writes one) as
+   * Gemini, anything else as CGI; `"gemini"` refuses CGI answers, `"cgi"`
+   * Gemini ones. A Gemini answer's `Response` has `x-gemini-status` and
+   * `x-gemini-meta` headers and an HTTP status that stands for it (see
+   * `gemini.ts`).
    * @default {"auto"}
    */
   protocol?: ScgiProtocol;
@@ -91,8 +101,14 @@ export interface ScgiClientOptions {
 
 /** `RequestInit` plus where to connect and the client settings. */
 export interface ScgiRequestInit extends RequestInit, ScgiClientOptions {
-  /** Where to connect, for an `http(s)` URL. */
+  /** Where to connect, for an `http(s)` or `gemini` URL. */
   backend?: ScgiBackend;
+  /**
+   * For a `gemini:` URL: the client certificate the Gemini server saw, sent
+   * as `TLS_CLIENT_HASH`, `TLS_CLIENT_AUTHORISED=1` and
+   * `AUTH_TYPE=CERTIFICATE`. Without it, `TLS_CLIENT_AUTHORISED=0`.
+   */
+  clientCertificate?: { hash: string };
 }
 
 /** A client bound to one backend: `fetch` as in {@linkcode scgiFetch}. */
@@ -130,14 +146,18 @@ const COALESCE_BYTES = 65536;
  * the request is still being sent, so a backend that answers early can't
  * deadlock the call.
  *
- * @param input An `scgi://` or `scgi+unix://` URL, or an `http(s)` URL (or
- * `Request`) with `init.backend`.
+ * @param input An `scgi://` or `scgi+unix://` URL, or an `http(s)` or
+ * `gemini` URL (or `Request`) with `init.backend`. A `gemini:` URL is sent
+ * with the variables of a Gemini server (`GEMINI_URL`, `SERVER_NAME` and
+ * `SERVER_PORT` of the URL, `TLS_CLIENT_*`), no body and no method.
  * @param init `RequestInit`, plus `backend`, timeouts, limits and extra `env`.
  * @returns The response; its body streams from the connection, which closes
  * when the body ends or is cancelled.
  * @throws {ScgiClientError} When the backend can't be reached, is too slow,
  * or answers with something that isn't a CGI response. An aborted `signal`
  * rejects with its reason, as `fetch` does.
+ * @throws {TypeError} For a URL with nowhere to connect, or a `gemini:`
+ * request with a body.
  *
  * @example
  * ```ts
@@ -244,24 +264,43 @@ async function send(
   const signal = request.signal;
   signal.throwIfAborted();
 
-  const scgi = url.protocol === "scgi:" || url.protocol === "scgi+unix:";
-  const env = cgiFromRequest(request, {
-    ...(settings.scriptName !== undefined
-      ? { scriptName: settings.scriptName }
-      : {}),
-    ...(settings.remoteAddr ? { remoteAddr: settings.remoteAddr } : {}),
-    ...(url.protocol === "scgi+unix:"
-      ? { serverName: "localhost", host: "localhost" }
-      : {}),
-    ...(scgi
-      ? {
-        serverPort: url.protocol === "scgi:"
-          ? ("port" in backend ? backend.port : 80)
-          : 80,
-      }
-      : {}),
-  });
-  const extra = settings.env;
+  let env: [string, string][];
+  if (url.protocol === "gemini:") {
+    if (request.body !== null) {
+      throw new TypeError(`${url.href}: a Gemini request has no body`);
+    }
+    env = cgiFromGeminiRequest(request, {
+      ...(settings.scriptName !== undefined
+        ? { scriptName: settings.scriptName }
+        : {}),
+      ...(settings.remoteAddr ? { remoteAddr: settings.remoteAddr } : {}),
+      ...(init.clientCertificate
+        ? { clientCertificate: init.clientCertificate }
+        : {}),
+    });
+  } else {
+    const scgi = url.protocol === "scgi:" || url.protocol === "scgi+unix:";
+    env = cgiFromRequest(request, {
+      ...(settings.scriptName !== undefined
+        ? { scriptName: settings.scriptName }
+        : {}),
+      ...(settings.remoteAddr ? { remoteAddr: settings.remoteAddr } : {}),
+      ...(url.protocol === "scgi+unix:"
+        ? { serverName: "localhost", host: "localhost" }
+        : {}),
+      ...(scgi
+        ? {
+          serverPort: url.protocol === "scgi:"
+            ? ("port" in backend ? backend.port : 80)
+            : 80,
+        }
+        : {}),
+    });
+  }
+  // A call's env adds to the client's (the call's names win).
+  const extra = init.env && defaults.env
+    ? { ...defaults.env, ...init.env }
+    : settings.env;
   const variables = extra ? mergeEnv(env, extra) : env;
   const body = await requestBody(request, init, settings.maxBufferedBodyBytes);
   const head = encodeRequestHead(variables, body.length);
@@ -284,7 +323,8 @@ function hasRequestFields(init: RequestInit): boolean {
 }
 
 // Standard variables first, in a front end's order; an extra of the same
-// name replaces the standard one in place.
+// name replaces the standard one in place, the others follow in their order
+// (a client's env first, then the names only the call's env has).
 function mergeEnv(
   env: [string, string][],
   extra: Readonly<Record<string, string>>,

@@ -14,12 +14,15 @@
  *   other 3xx → `30` with `Location`, 400 → `59`, 401 → `60`, 403 → `61`,
  *   404 → `51`, 410 → `52`, 421 → `53`, 429 → `44`, other 4xx → `50`,
  *   500 → `42`, 502/504 → `43`, 503 → `41`, other 5xx → `40`.
- * - `scgiFetch` reads a raw Gemini answer into a `Response` with the same
- *   headers and a status from {@linkcode httpStatusFromGemini};
- *   {@linkcode readGeminiStatus} gives back the Gemini status and meta.
+ * - `scgiFetch` sends a `gemini:` URL with the variables Xitzin sends
+ *   ({@linkcode cgiFromGeminiRequest}), and reads a Gemini answer, raw or in
+ *   a CGI head (`Status: 20 text/gemini`, as flup writes it), into a
+ *   `Response` with the same headers and a status from
+ *   {@linkcode httpStatusFromGemini}; {@linkcode readGeminiStatus} gives back
+ *   the Gemini status and meta.
  *
  * @example A Gemini app behind Xitzin (`serve` answers in raw Gemini form
- * when the request carries `GEMINI_URL`)
+ * when the request carries `GEMINI_URL`), and our client in Xitzin's place
  * ```ts
  * import { gemini, readGeminiStatus } from "./gemini.ts";
  * import { scgiFetch, serve } from "../mod.ts";
@@ -30,8 +33,8 @@
  *   return gemini.success(`# Hello, ${decodeURIComponent(name)}\n`);
  * });
  * const { port } = server.addr as Deno.NetAddr;
- * const response = await scgiFetch(`scgi://127.0.0.1:${port}/hello`, {
- *   env: { GEMINI_URL: "gemini://example.com/hello" },
+ * const response = await scgiFetch("gemini://example.com/hello", {
+ *   backend: { port },
  * });
  * console.assert(readGeminiStatus(response)?.status === 10);
  * console.assert(readGeminiStatus(response)?.meta === "Enter your name:");
@@ -42,6 +45,7 @@
  */
 
 import { headAndBody } from "./_body_output.ts";
+import { cgiFromRequest } from "./cgi_request.ts";
 import { statusText } from "./status_text.ts";
 
 /** Which answer format a server writes, or a client expects. */
@@ -476,4 +480,107 @@ export function responseInitFromGemini(
     statusText: "",
     headers,
   };
+}
+
+/** What {@linkcode cgiFromGeminiRequest} adds to the request's URL. */
+export interface CgiFromGeminiRequestOptions {
+  /**
+   * The mount point: `SCRIPT_NAME`, with `PATH_INFO` the rest of the path.
+   * Must be a prefix of the path at a segment boundary, or it is ignored.
+   * @default {""}
+   */
+  scriptName?: string;
+  /** The Gemini client: `REMOTE_ADDR` and `REMOTE_HOST`; with `port`, `REMOTE_PORT`. */
+  remoteAddr?: { hostname: string; port?: number };
+  /**
+   * The client certificate the Gemini server saw: `TLS_CLIENT_HASH` (its
+   * fingerprint, as the server writes it), `TLS_CLIENT_AUTHORISED=1` and
+   * `AUTH_TYPE=CERTIFICATE`. Without one, `TLS_CLIENT_AUTHORISED=0`.
+   */
+  clientCertificate?: { hash: string };
+  /** `SERVER_SOFTWARE`. @default {"deno-scgi"} */
+  serverSoftware?: string;
+}
+
+/**
+ * Builds the CGI variables Xitzin sends an SCGI backend for a Gemini
+ * request, in its order: `GATEWAY_INTERFACE`, `SERVER_PROTOCOL=GEMINI`,
+ * `SERVER_SOFTWARE`, `GEMINI_URL` (the URL without its fragment),
+ * `SCRIPT_NAME`, `PATH_INFO` (decoded, as for HTTP), `QUERY_STRING`,
+ * `SERVER_NAME` and `SERVER_PORT` of the URL (1965 by default), the client's
+ * `REMOTE_ADDR`/`REMOTE_HOST`, and `TLS_CLIENT_*`. Nothing an HTTP front end
+ * adds: no `REQUEST_METHOD`, `REQUEST_URI` or `HTTP_*`. `CONTENT_LENGTH`
+ * (always `0`) and `SCGI` are not among them: the header encoder puts them
+ * first. This is what `scgiFetch` sends for a `gemini:` URL.
+ *
+ * @param request A request for a `gemini:` URL; only its URL is described.
+ * @param options Mount point, client and certificate.
+ * @returns The variables as `[name, value]` pairs.
+ *
+ * @example
+ * ```ts
+ * import { cgiFromGeminiRequest } from "./gemini.ts";
+ *
+ * const env = new Map(cgiFromGeminiRequest(
+ *   new Request("gemini://example.com/api/test?search=hello"),
+ *   { scriptName: "/api", clientCertificate: { hash: "abc123" } },
+ * ));
+ * console.assert(env.get("GEMINI_URL") === "gemini://example.com/api/test?search=hello");
+ * console.assert(env.get("PATH_INFO") === "/test");
+ * console.assert(env.get("SERVER_PORT") === "1965");
+ * console.assert(env.get("TLS_CLIENT_AUTHORISED") === "1");
+ * console.assert(!env.has("REQUEST_METHOD"));
+ * ```
+ */
+export function cgiFromGeminiRequest(
+  request: Request,
+  options: CgiFromGeminiRequestOptions = {},
+): [name: string, value: string][] {
+  const url = new URL(request.url);
+  // The path split and decoding are those of an HTTP request.
+  let scriptName = "";
+  let pathInfo = "";
+  for (
+    const [name, value] of cgiFromRequest(
+      request,
+      options.scriptName ? { scriptName: options.scriptName } : {},
+    )
+  ) {
+    if (name === "SCRIPT_NAME") scriptName = value;
+    else if (name === "PATH_INFO") pathInfo = value;
+  }
+  // `gemini://host` has an empty path, which Gemini reads as `/`.
+  if (!scriptName && !pathInfo) pathInfo = "/";
+  const hostname = url.hostname;
+  const env: [string, string][] = [
+    ["GATEWAY_INTERFACE", "CGI/1.1"],
+    ["SERVER_PROTOCOL", "GEMINI"],
+    ["SERVER_SOFTWARE", options.serverSoftware ?? "deno-scgi"],
+    ["GEMINI_URL", url.href.split("#", 1)[0]!],
+    ["SCRIPT_NAME", scriptName],
+    ["PATH_INFO", pathInfo],
+    ["QUERY_STRING", url.search.slice(1)],
+    [
+      "SERVER_NAME",
+      hostname.startsWith("[") ? hostname.slice(1, -1) : hostname,
+    ],
+    ["SERVER_PORT", url.port || "1965"],
+  ];
+  const remote = options.remoteAddr;
+  if (remote) {
+    env.push(["REMOTE_ADDR", remote.hostname]);
+    env.push(["REMOTE_HOST", remote.hostname]);
+    if (remote.port !== undefined) {
+      env.push(["REMOTE_PORT", String(remote.port)]);
+    }
+  }
+  const certificate = options.clientCertificate;
+  if (certificate) {
+    env.push(["TLS_CLIENT_HASH", certificate.hash]);
+    env.push(["TLS_CLIENT_AUTHORISED", "1"]);
+    env.push(["AUTH_TYPE", "CERTIFICATE"]);
+  } else {
+    env.push(["TLS_CLIENT_AUTHORISED", "0"]);
+  }
+  return env;
 }

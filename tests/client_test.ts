@@ -346,3 +346,45 @@ Deno.test("scgiFetch: signal aborts with the signal's reason, like fetch", async
   await assert.rejects(pending, { name: "AbortError" });
   release.resolve();
 });
+
+Deno.test("createClient: a call's env merges with the client's, the call's names winning", async () => {
+  await using server = echoServer();
+  const { port } = server.addr as Deno.NetAddr;
+  const client = createClient({ port }, {
+    env: { A: "1", B: "2", SERVER_SOFTWARE: "client" },
+  });
+  const names = async (init: Parameters<typeof client.fetch>[1]) => {
+    const answer = await (await client.fetch("/", init)).json();
+    return (answer.env as [string, string][]).filter(([name]) =>
+      ["A", "B", "C", "SERVER_SOFTWARE"].includes(name)
+    );
+  };
+  // A standard variable replaced in place, extras after the standard ones
+  // in the client's order, then the call's new ones.
+  assert.deepEqual(await names({ env: { B: "3", C: "4" } }), [
+    ["SERVER_SOFTWARE", "client"],
+    ["A", "1"],
+    ["B", "3"],
+    ["C", "4"],
+  ]);
+  assert.deepEqual(await names({ env: { SERVER_SOFTWARE: "call" } }), [
+    ["SERVER_SOFTWARE", "call"],
+    ["A", "1"],
+    ["B", "2"],
+  ]);
+  assert.deepEqual(await names({}), [
+    ["SERVER_SOFTWARE", "client"],
+    ["A", "1"],
+    ["B", "2"],
+  ]);
+  // scgiFetch has no client env: the call's alone.
+  const alone = await (await scgiFetch(`scgi://127.0.0.1:${port}/`, {
+    env: { B: "3" },
+  })).json();
+  assert.deepEqual(
+    (alone.env as [string, string][]).filter(([name]) =>
+      name === "A" || name === "B"
+    ),
+    [["B", "3"]],
+  );
+});

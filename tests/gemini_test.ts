@@ -5,6 +5,7 @@
 
 import assert from "node:assert/strict";
 import {
+  createClient,
   encodeGeminiHead,
   encodeRequestHead,
   gemini,
@@ -17,6 +18,7 @@ import {
   ScgiClientError,
   scgiFetch,
   type ScgiHandler,
+  type ScgiRequestInit,
   serve,
   type ServeOptions,
 } from "../mod.ts";
@@ -418,4 +420,207 @@ Deno.test("gemini: status tables and validation", () => {
   assert.equal(gemini.redirect("gemini://x/", { permanent: true }).status, 301);
   assert.equal(gemini.certificateRequired().status, 401);
   assert.equal(gemini.badRequest().headers.get("x-gemini-status"), "59");
+});
+
+/**
+ * Captures the exact bytes of each request (a netstring and no body: Gemini
+ * requests have none) and answers `20 text/gemini`.
+ */
+function capturingBackend() {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const requests: Uint8Array[] = [];
+  const done = (async () => {
+    for await (const conn of listener) {
+      let wire = new Uint8Array(0);
+      const reader = conn.readable.getReader();
+      // Up to the netstring's comma.
+      while (true) {
+        const colon = wire.indexOf(0x3a);
+        if (colon > 0) {
+          const length = Number(decoder.decode(wire.subarray(0, colon)));
+          if (wire.length >= colon + 1 + length + 1) break;
+        }
+        const { value, done } = await reader.read();
+        if (done) break;
+        const next = new Uint8Array(wire.length + value.length);
+        next.set(wire);
+        next.set(value, wire.length);
+        wire = next;
+      }
+      reader.releaseLock();
+      requests.push(wire);
+      await conn.write(encoder.encode("20 text/gemini\r\n# ok\n"));
+      conn.close();
+    }
+  })();
+  const { port } = listener.addr as Deno.NetAddr;
+  return {
+    port,
+    requests,
+    async [Symbol.asyncDispose]() {
+      listener.close();
+      await done;
+    },
+  };
+}
+
+/** The SCGI netstring for these variables, as bytes. */
+function netstring(variables: [string, string][]): Uint8Array {
+  const block = encoder.encode(
+    variables.map(([name, value]) => `${name}\0${value}\0`).join(""),
+  );
+  return encoder.encode(`${block.length}:${decoder.decode(block)},`);
+}
+
+/** The variables of a netstring, decoded by hand. */
+function variablesOf(wire: Uint8Array): [string, string][] {
+  const text = decoder.decode(wire);
+  const colon = text.indexOf(":");
+  const parts = text.slice(colon + 1, -1).split("\0");
+  const out: [string, string][] = [];
+  for (let i = 0; i + 1 < parts.length; i += 2) {
+    out.push([parts[i]!, parts[i + 1]!]);
+  }
+  return out;
+}
+
+Deno.test("gemini client: a gemini: URL sends exactly Xitzin's variables", async () => {
+  await using backend = capturingBackend();
+  // Xitzin mounted at /api, a client with a certificate, app state.
+  const response = await scgiFetch(
+    "gemini://example.com/api/test?search=hello",
+    {
+      backend: { hostname: "127.0.0.1", port: backend.port },
+      scriptName: "/api",
+      remoteAddr: { hostname: "192.0.2.7" },
+      clientCertificate: { hash: "abc123" },
+      env: { XITZIN_DB_URL: "postgres://localhost/mydb" },
+    },
+  );
+  assert.equal(response.url, "gemini://example.com/api/test?search=hello");
+  assert.deepEqual(readGeminiStatus(response), {
+    status: 20,
+    meta: "text/gemini",
+  });
+  assert.equal(await response.text(), "# ok\n");
+  const expected: [string, string][] = [
+    ["CONTENT_LENGTH", "0"],
+    ["SCGI", "1"],
+    ["GATEWAY_INTERFACE", "CGI/1.1"],
+    ["SERVER_PROTOCOL", "GEMINI"],
+    ["SERVER_SOFTWARE", "deno-scgi"],
+    ["GEMINI_URL", "gemini://example.com/api/test?search=hello"],
+    ["SCRIPT_NAME", "/api"],
+    ["PATH_INFO", "/test"],
+    ["QUERY_STRING", "search=hello"],
+    ["SERVER_NAME", "example.com"],
+    ["SERVER_PORT", "1965"],
+    ["REMOTE_ADDR", "192.0.2.7"],
+    ["REMOTE_HOST", "192.0.2.7"],
+    ["TLS_CLIENT_HASH", "abc123"],
+    ["TLS_CLIENT_AUTHORISED", "1"],
+    ["AUTH_TYPE", "CERTIFICATE"],
+    ["XITZIN_DB_URL", "postgres://localhost/mydb"],
+  ];
+  assert.deepEqual(variablesOf(backend.requests[0]!), expected);
+  assert.deepEqual(backend.requests[0], netstring(expected));
+  // Every variable of Xitzin's table, and nothing an HTTP front end adds.
+  const byName = new Map(expected);
+  for (
+    const name of [
+      "SCGI",
+      "CONTENT_LENGTH",
+      "PATH_INFO",
+      "QUERY_STRING",
+      "SERVER_NAME",
+      "SERVER_PORT",
+      "GEMINI_URL",
+      "TLS_CLIENT_HASH",
+      "TLS_CLIENT_AUTHORISED",
+    ]
+  ) assert.ok(byName.has(name), name);
+});
+
+Deno.test("gemini client: a gemini: URL without certificate, on another port, bound client, Xitzin's empty SCRIPT_NAME", async () => {
+  await using backend = capturingBackend();
+  const client = createClient({ port: backend.port });
+  const ask = async (url: string, init: ScgiRequestInit = {}) => {
+    const response = await client.fetch(url, init);
+    await response.body?.cancel();
+    return variablesOf(backend.requests[backend.requests.length - 1]!);
+  };
+  const base = (
+    url: string,
+    path: string,
+    query: string,
+    port: string,
+  ): [string, string][] => [
+    ["CONTENT_LENGTH", "0"],
+    ["SCGI", "1"],
+    ["GATEWAY_INTERFACE", "CGI/1.1"],
+    ["SERVER_PROTOCOL", "GEMINI"],
+    ["SERVER_SOFTWARE", "deno-scgi"],
+    ["GEMINI_URL", url],
+    ["SCRIPT_NAME", ""],
+    ["PATH_INFO", path],
+    ["QUERY_STRING", query],
+    ["SERVER_NAME", "example.com"],
+    ["SERVER_PORT", port],
+    ["TLS_CLIENT_AUTHORISED", "0"],
+  ];
+  assert.deepEqual(
+    await ask("gemini://example.com:1966/caf%C3%A9?J%C3%BCrgen#top"),
+    base(
+      "gemini://example.com:1966/caf%C3%A9?J%C3%BCrgen",
+      "/café",
+      "J%C3%BCrgen",
+      "1966",
+    ),
+  );
+  assert.deepEqual(
+    await ask("gemini://example.com"),
+    base("gemini://example.com", "/", "", "1965"),
+  );
+  // Xitzin sends SCRIPT_NAME empty and PATH_INFO after its mount: an env
+  // entry replaces SCRIPT_NAME in place.
+  const mounted = await ask("gemini://example.com/api/test", {
+    scriptName: "/api",
+    env: { SCRIPT_NAME: "" },
+  });
+  assert.deepEqual(
+    mounted,
+    base("gemini://example.com/api/test", "/test", "", "1965"),
+  );
+  // A Gemini request has no body.
+  await assert.rejects(
+    client.fetch("gemini://example.com/", { method: "POST", body: "x" }),
+    TypeError,
+  );
+  // A gemini: URL needs to be told where the backend is.
+  await assert.rejects(scgiFetch("gemini://example.com/"), TypeError);
+});
+
+Deno.test("gemini: our client as Xitzin in front of our server", async () => {
+  await using server = quietServer((request, info) =>
+    gemini.success(
+      [
+        request.url,
+        info.env.PATH_INFO,
+        info.env.QUERY_STRING,
+        info.env.TLS_CLIENT_HASH,
+        info.env.REQUEST_METHOD ?? "(no method)",
+      ].join("\n"),
+    )
+  );
+  const { port } = server.addr as Deno.NetAddr;
+  const response = await scgiFetch("gemini://example.com/api/hi?there", {
+    backend: { port },
+    scriptName: "/api",
+    clientCertificate: { hash: "abc123" },
+  });
+  assert.equal(response.headers.get("x-gemini-status"), "20");
+  assert.equal(
+    await response.text(),
+    "gemini://example.com/api/hi?there\n/hi\nthere\nabc123\n(no method)",
+  );
 });
