@@ -39,7 +39,7 @@ import { cgiFromRequest } from "./codec/cgi_request.ts";
 import { readCgiResponse } from "./codec/cgi_response.ts";
 import { ScgiClientError } from "./codec/errors.ts";
 import { encodeRequestHead } from "./codec/header_encoder.ts";
-import { readWhole } from "./_read_whole.ts";
+import { readWhole } from "./internal/read_whole.ts";
 import { cgiFromGeminiRequest, type ScgiProtocol } from "./codec/gemini.ts";
 
 /** Where an SCGI backend listens: TCP, or a Unix socket path. */

@@ -44,7 +44,7 @@ import {
   type ScgiClientOptions,
 } from "./client.ts";
 import { ScgiClientError } from "./codec/errors.ts";
-import { readWhole } from "./_read_whole.ts";
+import { readWhole } from "./internal/read_whole.ts";
 
 export type { ScgiBackend, ScgiClientOptions } from "./client.ts";
 

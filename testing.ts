@@ -34,13 +34,14 @@
  * @module
  */
 
+import { HandlerInfo } from "./internal/handler_info.ts";
 import {
   answerFailure,
   answersInGemini,
+  type AnswerSink,
   errorResponse,
-  handlerInfo,
-  responseOutput,
-} from "./_respond.ts";
+  writeAnswer,
+} from "./internal/respond.ts";
 import { cgiFromRequest } from "./codec/cgi_request.ts";
 import { readCgiResponse } from "./codec/cgi_response.ts";
 import { ScgiProtocolError } from "./codec/errors.ts";
@@ -177,8 +178,7 @@ async function exchange(
   let response: Response;
   let method = "GET";
   let gemini = answersInGemini(protocol);
-  const completed = Promise.withResolvers<void>();
-  completed.promise.catch(() => {});
+  const sink = new StreamSink();
   try {
     const head = await readRequestHead(wire, options);
     method = head.env.REQUEST_METHOD || "GET";
@@ -194,7 +194,7 @@ async function exchange(
       response = errorResponse(400, (error as Error).message);
     }
     if (request) {
-      const info = handlerInfo(head, CONN_ADDR, completed.promise);
+      const info = new HandlerInfo(sink, head.env, head.envList);
       try {
         response = await handler(request, info);
         if (!(response instanceof Response)) {
@@ -209,47 +209,100 @@ async function exchange(
     response = errorResponse(error.status, error.message);
   }
 
-  const output = responseOutput(response!, method, gemini, onError);
-  const stream = new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      try {
-        const next = await output.next();
-        if (next.done) {
-          controller.close();
-          completed.resolve();
-        } else {
-          controller.enqueue(next.value);
-        }
-      } catch (error) {
-        completed.reject(error);
-        throw error;
-      }
-    },
-  }, { highWaterMark: 0 });
-  // The reader stops at the content-length or on a cancel without reading
-  // the output's end: one more step tells a finished answer from one left
-  // unread, as a socket write would.
-  const settle = async (error?: unknown) => {
-    try {
-      const next = error === undefined ? await output.next() : undefined;
-      if (next?.done) {
-        completed.resolve();
-      } else {
-        completed.reject(
-          error ?? new Error("the response was not read to its end"),
-        );
-        await output.return();
-      }
-    } catch (failure) {
-      completed.reject(failure);
-    }
-  };
-  const answer = await readCgiResponse(stream, {
+  writeAnswer(sink, response!, method, gemini, onError).then(
+    () => sink.end(),
+    (error) => sink.fail(error),
+  );
+  const answer = await readCgiResponse(sink.stream, {
     method,
-    onDone: (error) => void settle(error),
+    onDone: (error) => sink.readerDone(error),
   });
   Object.defineProperty(answer, "url", { value: outgoing.url });
   return answer;
+}
+
+// The answer's output as a stream the test reads, the way a socket carries
+// it: a write is taken when the reader comes back for more (or has read all
+// it wants), `completed` settles as the server's does, and a reader that
+// stops early stops the body.
+class StreamSink implements AnswerSink {
+  closed = false;
+  chunks = 0;
+  stopBody: ((reason: unknown) => void) | undefined = undefined;
+  readonly stream: ReadableStream<Uint8Array>;
+  readonly #completed = Promise.withResolvers<void>();
+  #controller!: ReadableStreamDefaultController<Uint8Array>;
+  #taken: PromiseWithResolvers<void> | undefined;
+  #readerFinished = false;
+
+  constructor() {
+    this.#completed.promise.catch(() => {});
+    this.stream = new ReadableStream<Uint8Array>({
+      start: (controller) => {
+        this.#controller = controller;
+      },
+      pull: () => {
+        this.#taken?.resolve();
+        this.#taken = undefined;
+      },
+      cancel: (reason) => this.readerDone(reason ?? new Error("cancelled")),
+    }, { highWaterMark: 0 });
+  }
+
+  get connAddr(): Deno.Addr {
+    return CONN_ADDR;
+  }
+
+  get completed(): Promise<void> {
+    return this.#completed.promise;
+  }
+
+  write(chunk: Uint8Array<ArrayBuffer>): Promise<void> {
+    if (this.closed) {
+      return Promise.reject(
+        new Error("the response was not read to its end"),
+      );
+    }
+    this.chunks++;
+    if (this.#readerFinished) {
+      this.closed = true;
+      return Promise.reject(
+        new Error("the response was not read to its end"),
+      );
+    }
+    this.#taken = Promise.withResolvers<void>();
+    this.#controller.enqueue(chunk);
+    return this.#taken.promise;
+  }
+
+  end(): void {
+    this.#completed.resolve();
+    if (!this.#readerFinished) this.#controller.close();
+  }
+
+  fail(error: unknown): void {
+    this.#completed.reject(error);
+    if (!this.#readerFinished) {
+      try {
+        this.#controller.error(error);
+      } catch {
+        // Already closed.
+      }
+    }
+  }
+
+  readerDone(error?: unknown): void {
+    if (this.#readerFinished) return;
+    this.#readerFinished = true;
+    if (error !== undefined) {
+      this.closed = true;
+      this.stopBody?.(error);
+      this.#taken?.reject(error);
+    } else {
+      this.#taken?.resolve();
+    }
+    this.#taken = undefined;
+  }
 }
 
 // As scgiFetch does it: an extra of a standard name replaces it in place.

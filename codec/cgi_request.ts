@@ -24,8 +24,14 @@ import type { CgiEnv } from "./request_head.ts";
 
 /** What {@linkcode requestFromCgi} needs besides the variables. */
 export interface RequestFromCgiInit {
-  /** The request body (exactly `CONTENT_LENGTH` bytes), if any. */
-  body?: ReadableStream<Uint8Array<ArrayBuffer>> | null;
+  /**
+   * The request body (exactly `CONTENT_LENGTH` bytes), if any: a stream, or
+   * the bytes when they are all there already.
+   */
+  body?:
+    | ReadableStream<Uint8Array<ArrayBuffer>>
+    | Uint8Array<ArrayBuffer>
+    | null;
   /**
    * Aborts the request when the front end goes away. A function is called
    * the first time the request's `signal` is read (by the handler, `clone()`,

@@ -2,7 +2,7 @@
 // must send first. Shared by the client and the gateway. Private to the
 // package.
 
-import { ScgiClientError } from "./codec/errors.ts";
+import { ScgiClientError } from "../codec/errors.ts";
 
 /**
  * The stream's bytes in one array. Past `limit` bytes the stream is

@@ -1,0 +1,549 @@
+// One SCGI connection, from accept to close: read the head, build the
+// Request, call the handler, write the answer, then drain or close. This is
+// the server's hot path, so it is written for what every request pays:
+//
+// - one object holds the connection's whole state; no promise chain around
+//   reads: the head is read straight into one pooled buffer, and a body that
+//   came with it is handed to the Request as bytes, not as a stream;
+// - what a handler may never touch (`request.signal`, `info.completed`, the
+//   variable list) is made only when asked for;
+// - a handler that answers at once is not raced against anything;
+// - the head and a body that is there at once go out in one write;
+// - timeouts are deadlines the server's sweep checks, not timers.
+//
+// Private to the package.
+
+import { type DecodedVariables, decodeVariables } from "../codec/_variables.ts";
+import { requestFromCgi } from "../codec/cgi_request.ts";
+import { ScgiProtocolError } from "../codec/errors.ts";
+import type { ScgiProtocol } from "../codec/gemini.ts";
+import { parseNetstringLength } from "../codec/request_head.ts";
+import { HandlerInfo, type InfoSource } from "./handler_info.ts";
+import {
+  answersInGemini,
+  type AnswerSink,
+  errorResponse,
+  writeAnswer,
+} from "./respond.ts";
+
+/** The limits and timeouts a connection keeps, all resolved to numbers. */
+export interface ConnectionLimits {
+  maxHeaderBytes: number;
+  maxVariables: number;
+  maxBodyBytes: number;
+  headerTimeout: number;
+  idleTimeout: number;
+  handlerTimeout: number;
+}
+
+/** The counters a connection updates (the server's stats). */
+export interface ConnectionCounters {
+  completed: number;
+  protocolErrors: number;
+  timeouts: number;
+  aborted: number;
+}
+
+/** What a connection needs from its server. */
+export interface ConnectionHost {
+  readonly limits: ConnectionLimits;
+  readonly counters: ConnectionCounters;
+  readonly protocol: ScgiProtocol | undefined;
+  readonly abortOnHangUp: boolean;
+  readonly handler: (
+    request: Request,
+    info: HandlerInfo,
+  ) => Response | Promise<Response>;
+  /** A handler failure (counted, and given to onError) as an answer. */
+  failed(error: unknown): Promise<Response>;
+  /** Called once the connection is closed and finished with. */
+  released(connection: Connection): void;
+}
+
+type Phase = "head" | "handler" | "writing" | "done" | "draining";
+
+// Reads of the head go into pooled buffers; a head that does not fit gets a
+// buffer of its own. Body bytes are copied out, so the buffer is free again
+// as soon as the request is built.
+const BUFFER_BYTES = 16 * 1024;
+const MAX_POOLED = 256;
+const pool: Uint8Array<ArrayBuffer>[] = [];
+// A streamed body is read in pieces of up to this many bytes.
+const BODY_READ_BYTES = 64 * 1024;
+// What is read only to be thrown away (a body nobody wanted, the end of the
+// input) goes here; many reads may share it.
+const DISCARD = new Uint8Array(64 * 1024);
+
+// Made once: an AbortSignal's default reason captures a stack every time.
+const CONNECTION_CLOSED = new DOMException("connection closed", "AbortError");
+const HUNG_UP = new DOMException(
+  "the front end closed the connection",
+  "AbortError",
+);
+const NOT_ABORTED = Symbol("not aborted");
+
+/** One accepted connection and the request on it. */
+export class Connection implements AnswerSink, InfoSource {
+  readonly conn: Deno.Conn;
+  readonly #host: ConnectionHost;
+  /** Where the life cycle is; the sweep names its timeout after it. */
+  phase: Phase = "head";
+  /** Epoch ms by which the current wait must end. */
+  deadline: number;
+  /** Epoch ms by which the pending body read must end. */
+  readDeadline = Infinity;
+  timedOut = false;
+  closed = false;
+  chunks = 0;
+  stopBody: ((reason: unknown) => void) | undefined = undefined;
+
+  #buffer: Uint8Array<ArrayBuffer>;
+  #start = 0;
+  #end = 0;
+  #bodyDone = true;
+  #bodyRead: Promise<unknown> | undefined;
+  #controller: AbortController | undefined;
+  #abortReason: unknown = NOT_ABORTED;
+  #wake: ((reason: unknown) => void) | undefined;
+  #completed: PromiseWithResolvers<void> | undefined;
+  #outcome: { error: unknown } | null | undefined;
+
+  constructor(conn: Deno.Conn, host: ConnectionHost) {
+    this.conn = conn;
+    this.#host = host;
+    this.deadline = Date.now() + host.limits.headerTimeout;
+    this.#buffer = pool.pop() ?? new Uint8Array(BUFFER_BYTES);
+  }
+
+  /** Serves the connection to its end; never rejects. */
+  async run(): Promise<void> {
+    try {
+      await this.#serve();
+    } catch (error) {
+      // A bug, not the peer's doing: log it, never an unhandled rejection.
+      console.error("scgi: connection failed:", error);
+    } finally {
+      this.close();
+      this.#settle(CONNECTION_CLOSED);
+      const buffer = this.#buffer;
+      if (buffer.length === BUFFER_BYTES && pool.length < MAX_POOLED) {
+        pool.push(buffer);
+      }
+      this.#host.released(this);
+    }
+  }
+
+  // --- InfoSource: what the handler's info reads lazily.
+
+  get connAddr(): Deno.Addr {
+    return this.conn.remoteAddr;
+  }
+
+  get completed(): Promise<void> {
+    if (this.#completed === undefined) {
+      const completed = Promise.withResolvers<void>();
+      completed.promise.catch(() => {});
+      this.#completed = completed;
+      const outcome = this.#outcome;
+      if (outcome === null) completed.resolve();
+      else if (outcome !== undefined) completed.reject(outcome.error);
+    }
+    return this.#completed.promise;
+  }
+
+  // --- AnswerSink: the writer hands over chunks here.
+
+  async write(chunk: Uint8Array<ArrayBuffer>): Promise<void> {
+    this.chunks++;
+    this.deadline = Date.now() + this.#host.limits.idleTimeout;
+    try {
+      // It may write less than asked.
+      let written = await this.conn.write(chunk);
+      while (written < chunk.length) {
+        written += await this.conn.write(chunk.subarray(written));
+      }
+    } catch (error) {
+      // The front end is gone: nothing more can go out.
+      this.close();
+      throw error;
+    }
+    this.deadline = Infinity;
+  }
+
+  // --- The life cycle.
+
+  async #serve(): Promise<void> {
+    const host = this.#host;
+    let decoded: DecodedVariables;
+    try {
+      decoded = await this.#readHead();
+    } catch (error) {
+      if (this.timedOut || this.closed) return;
+      if (error instanceof ScgiProtocolError) {
+        host.counters.protocolErrors++;
+        await this.#answerAlone(
+          errorResponse(error.status, error.message),
+          "GET",
+          answersInGemini(host.protocol),
+        );
+      }
+      return;
+    }
+    const { env, contentLength } = decoded;
+    this.phase = "handler";
+    this.deadline = Date.now() + host.limits.handlerTimeout;
+    const method = env.REQUEST_METHOD || "GET";
+    const gemini = answersInGemini(host.protocol, env);
+    const body = this.#body(contentLength);
+    let request: Request;
+    try {
+      request = requestFromCgi(env, {
+        body,
+        signal: this.#makeSignal,
+        nonUtf8: decoded.nonUtf8,
+      });
+    } catch (error) {
+      host.counters.protocolErrors++;
+      await this.#answerAlone(
+        errorResponse(400, (error as Error).message),
+        method,
+        gemini,
+      );
+      return;
+    }
+    const info = new HandlerInfo(this, env, decoded.strings);
+    let response: Response;
+    try {
+      const answer = this.#callHandler(request, info);
+      response = answer instanceof Response ? answer : await answer;
+    } catch (error) {
+      // Timed out or the front end went away while the handler ran.
+      this.#settle(error);
+      if (this.timedOut && this.phase === "handler" && !this.closed) {
+        await this.#answerAlone(
+          errorResponse(503, "the handler did not answer in time"),
+          method,
+          gemini,
+        );
+      }
+      return;
+    }
+    if (this.closed) {
+      response.body?.cancel().catch(() => {});
+      return;
+    }
+    this.phase = "writing";
+    try {
+      await writeAnswer(this, response, method, gemini, host.failed);
+    } catch (error) {
+      this.abort(error);
+      this.#settle(error);
+      return;
+    }
+    this.phase = "done";
+    host.counters.completed++;
+    this.#settle(null);
+    if (!this.#bodyDone) await this.#drain();
+  }
+
+  // Reads until the whole netstring is in, and decodes it. The bytes after
+  // it stay in the buffer for the body.
+  async #readHead(): Promise<DecodedVariables> {
+    const { maxHeaderBytes } = this.#host.limits;
+    let prefix: { length: number; start: number } | undefined;
+    while (
+      !(prefix = parseNetstringLength(
+        this.#buffer.subarray(0, this.#end),
+        maxHeaderBytes,
+      ))
+    ) {
+      if (!await this.#fill()) throw endedEarly(this.#end, "length");
+    }
+    const end = prefix.start + prefix.length;
+    if (end + 1 > this.#buffer.length) {
+      const larger = new Uint8Array(end + 1);
+      larger.set(this.#buffer.subarray(0, this.#end));
+      this.#buffer = larger;
+    }
+    while (this.#end <= end) {
+      if (!await this.#fill()) throw endedEarly(this.#end, "block");
+    }
+    const buffer = this.#buffer;
+    if (buffer[end] !== 0x2c) {
+      throw new ScgiProtocolError(400, "netstring does not end with ','");
+    }
+    const decoded = decodeVariables(
+      buffer.subarray(prefix.start, end),
+      this.#host.limits,
+    );
+    this.#start = end + 1;
+    return decoded;
+  }
+
+  // Reads more onto the end of the buffer; false at the end of input.
+  async #fill(): Promise<boolean> {
+    const n = await this.conn.read(this.#buffer.subarray(this.#end));
+    if (n === null) return false;
+    this.#end += n;
+    return true;
+  }
+
+  // The request body: null, the bytes when they all came with the head, or
+  // a stream that reads the rest as the handler asks for it.
+  #body(
+    length: number,
+  ): Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array<ArrayBuffer>> | null {
+    if (length === 0) {
+      if (this.#host.abortOnHangUp) this.#watchHangUp();
+      return null;
+    }
+    if (this.#end - this.#start >= length) {
+      const start = this.#start;
+      this.#start += length;
+      if (this.#host.abortOnHangUp) this.#watchHangUp();
+      return this.#buffer.slice(start, start + length);
+    }
+    this.#bodyDone = false;
+    let remaining = length;
+    const fail = (error: ScgiProtocolError) => {
+      this.#abortRequest(error, true);
+      this.close();
+      throw error;
+    };
+    return new ReadableStream<Uint8Array<ArrayBuffer>>({
+      pull: async (controller) => {
+        let chunk: Uint8Array<ArrayBuffer>;
+        if (this.#start < this.#end) {
+          const count = Math.min(remaining, this.#end - this.#start);
+          chunk = this.#buffer.slice(this.#start, this.#start + count);
+          this.#start += count;
+        } else {
+          if (this.phase === "draining" || this.closed) {
+            return fail(
+              new ScgiProtocolError(400, "the request is over", {
+                cause: CONNECTION_CLOSED,
+              }),
+            );
+          }
+          const piece = new Uint8Array(Math.min(remaining, BODY_READ_BYTES));
+          let count: number | null;
+          this.readDeadline = Date.now() + this.#host.limits.idleTimeout;
+          const reading = this.conn.read(piece);
+          this.#bodyRead = reading;
+          try {
+            count = await reading;
+          } catch (cause) {
+            return fail(
+              new ScgiProtocolError(
+                400,
+                `request body failed after ${
+                  length - remaining
+                } of ${length} bytes`,
+                { cause },
+              ),
+            );
+          } finally {
+            this.readDeadline = Infinity;
+            this.#bodyRead = undefined;
+          }
+          if (count === null) {
+            return fail(
+              new ScgiProtocolError(
+                400,
+                `request body ended after ${
+                  length - remaining
+                } of ${length} bytes`,
+              ),
+            );
+          }
+          chunk = count === piece.length ? piece : piece.slice(0, count);
+        }
+        remaining -= chunk.length;
+        controller.enqueue(chunk);
+        if (remaining === 0) {
+          controller.close();
+          this.#bodyDone = true;
+          if (this.#host.abortOnHangUp) this.#watchHangUp();
+        }
+      },
+    }, { highWaterMark: 0 });
+  }
+
+  // Calls the handler. An answer given at once is returned as it is; a
+  // promised one is awaited, but an abort (timeout, the front end leaving,
+  // shutdown's deadline) rejects the wait, so a handler that never returns
+  // can't hold the connection.
+  #callHandler(
+    request: Request,
+    info: HandlerInfo,
+  ): Response | Promise<Response> {
+    const host = this.#host;
+    let result: Response | Promise<Response>;
+    try {
+      result = host.handler(request, info);
+    } catch (error) {
+      return host.failed(error);
+    }
+    if (result instanceof Response) return result;
+    return new Promise<Response>((resolve, reject) => {
+      if (this.#aborted()) return reject(this.#reason());
+      this.#wake = reject;
+      Promise.resolve(result).then(
+        (response) =>
+          response instanceof Response ? response : host.failed(
+            new TypeError("the handler did not return a Response"),
+          ),
+        (error) => host.failed(error),
+      ).then((response) => {
+        if (this.#wake === reject) {
+          this.#wake = undefined;
+          resolve(response);
+        } else {
+          // Nobody will write the late response: release its body.
+          response.body?.cancel().catch(() => {});
+        }
+      });
+    });
+  }
+
+  // The request's signal, made when someone first reads `request.signal`.
+  #makeSignal = (): AbortSignal => {
+    const controller = this.#controller = new AbortController();
+    if (this.#abortReason !== NOT_ABORTED) controller.abort(this.#abortReason);
+    return controller.signal;
+  };
+
+  #aborted(): boolean {
+    return this.#controller
+      ? this.#controller.signal.aborted
+      : this.#abortReason !== NOT_ABORTED;
+  }
+
+  #reason(): unknown {
+    return this.#controller
+      ? this.#controller.signal.reason
+      : this.#abortReason;
+  }
+
+  // Aborts the request (its signal fires, a wait for the handler ends) unless
+  // its answer is already out; `counted` says whether it was the front end's
+  // doing (`stats.aborted`) rather than a handler timeout.
+  #abortRequest(reason: unknown, counted: boolean): void {
+    const phase = this.phase;
+    if (phase === "head" || phase === "done" || phase === "draining") return;
+    if (!this.#aborted()) {
+      if (counted) this.#host.counters.aborted++;
+      if (this.#controller) this.#controller.abort(reason);
+      else this.#abortReason = reason;
+    }
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.(reason);
+  }
+
+  /** Aborts the request and closes the connection. */
+  abort(reason: unknown): void {
+    this.#abortRequest(reason, true);
+    this.close();
+  }
+
+  /** Closes the connection; a body wait of the writer ends. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.stopBody?.(CONNECTION_CLOSED);
+    try {
+      this.conn.close();
+    } catch {
+      // Already released or closed.
+    }
+  }
+
+  /** Called by the sweep: acts on a deadline that has passed. */
+  expire(now: number): void {
+    if (now <= this.deadline && now <= this.readDeadline) return;
+    this.timedOut = true;
+    this.#host.counters.timeouts++;
+    const phase = this.phase;
+    const reason = new DOMException(
+      `${phase === "head" ? "header" : phase} timeout`,
+      "TimeoutError",
+    );
+    if (phase === "handler" && now > this.deadline) {
+      // Abort the handler but keep the connection to answer 503.
+      this.deadline = Infinity;
+      this.#abortRequest(reason, false);
+      return;
+    }
+    this.abort(reason);
+  }
+
+  // Settles `completed` (made or not yet): fulfilled with `null`, else
+  // rejected with the reason.
+  #settle(failure: unknown): void {
+    if (this.#outcome !== undefined) return;
+    const outcome = failure === null ? null : { error: failure };
+    this.#outcome = outcome;
+    const completed = this.#completed;
+    if (completed === undefined) return;
+    if (outcome === null) completed.resolve();
+    else completed.reject(outcome.error);
+  }
+
+  // An answer the server gives on its own, then the end of the connection.
+  async #answerAlone(
+    response: Response,
+    method: string,
+    gemini: boolean,
+  ): Promise<void> {
+    this.phase = "writing";
+    try {
+      await writeAnswer(this, response, method, gemini, this.#host.failed);
+    } catch {
+      return;
+    }
+    this.phase = "done";
+    await this.#drain();
+  }
+
+  // After the answer: a front end still sending a body we never read would
+  // get a reset instead of our answer if we closed now, so signal the end of
+  // our output and read its remaining bytes away first.
+  async #drain(): Promise<void> {
+    if (this.closed) return;
+    this.phase = "draining";
+    try {
+      await this.conn.closeWrite();
+      // The handler may still have a body read pending.
+      await this.#bodyRead?.catch(() => {});
+      while (true) {
+        this.deadline = Date.now() + this.#host.limits.idleTimeout;
+        if (await this.conn.read(DISCARD) === null) break;
+      }
+    } catch {
+      // Gone or timed out: either way we are finished with it.
+    }
+  }
+
+  // With the request read, the only thing left to read is the end: when it
+  // comes (or the read fails) before the answer is written, the front end
+  // has gone.
+  #watchHangUp(): void {
+    const hungUp = () => {
+      if (!this.closed && this.phase === "handler") this.abort(HUNG_UP);
+    };
+    this.conn.read(DISCARD).then(
+      (count) => count === null && hungUp(),
+      hungUp,
+    );
+  }
+}
+
+function endedEarly(received: number, where: string): ScgiProtocolError {
+  return new ScgiProtocolError(
+    400,
+    received === 0 && where === "length"
+      ? "connection closed before a request was sent"
+      : `connection closed inside the header ${where} after ${received} bytes`,
+  );
+}

@@ -1,0 +1,135 @@
+// What the server and the test client (testing.ts) answer on their own: the
+// answer to a handler failure, the short error answers, the choice of answer
+// format, and the output of a response in that format. Both go through these,
+// so a unit test sees what a front end would. Private to the package.
+
+import { type ChunkSink, writeHeadAndBody } from "../codec/_body_output.ts";
+import {
+  encodeGeminiHead,
+  geminiHeadFor,
+  isGeminiRequest,
+  type ScgiProtocol,
+} from "../codec/gemini.ts";
+import type { CgiEnv } from "../codec/request_head.ts";
+import {
+  encodeResponseHead,
+  responseHasBody,
+} from "../codec/response_to_cgi.ts";
+
+export type { ChunkSink };
+
+/**
+ * The answer to a handler failure: `onError`'s response, or (without one, or
+ * when it fails too) the error logged and a plain 500.
+ */
+export async function answerFailure(
+  onError: ((error: unknown) => Response | Promise<Response>) | undefined,
+  error: unknown,
+): Promise<Response> {
+  if (onError) {
+    try {
+      const response = await onError(error);
+      if (response instanceof Response) return response;
+    } catch (secondary) {
+      console.error("onError failed:", secondary);
+    }
+  } else {
+    console.error(error);
+  }
+  return errorResponse(500, "Internal Server Error");
+}
+
+/** A short plain-text answer the server gives on its own. */
+export function errorResponse(status: number, message: string): Response {
+  return new Response(message + "\n", {
+    status,
+    headers: { "content-type": "text/plain; charset=utf-8" },
+  });
+}
+
+/**
+ * Whether the answer is written as a raw Gemini response: always for
+ * `"gemini"`, for `"auto"` (the default) when the request has `GEMINI_URL`.
+ * Without variables (a malformed request) only `"gemini"` says so.
+ */
+export function answersInGemini(
+  protocol: ScgiProtocol | undefined,
+  env?: CgiEnv,
+): boolean {
+  if (protocol === "gemini") return true;
+  if (protocol === "cgi" || env === undefined) return false;
+  return isGeminiRequest(env);
+}
+
+/** A sink that can tell whether its peer is gone. */
+export interface AnswerSink extends ChunkSink {
+  /** True once the peer is gone: nothing more can be written. */
+  readonly closed: boolean;
+  /** How many chunks it has taken so far. */
+  readonly chunks: number;
+}
+
+/**
+ * Writes a response to `sink` as CGI (or raw Gemini) output. When the
+ * response fails before anything went out (a bad status, a body that
+ * errors at once), `onError`'s answer is written instead; a failure after
+ * the head goes to `onError` too but can't be answered (a second head can't
+ * follow), so it rejects, as does a sink whose peer went away (without
+ * `onError`: that is not the handler's failure).
+ */
+export async function writeAnswer(
+  sink: AnswerSink,
+  response: Response,
+  method: string,
+  gemini: boolean,
+  onError: (error: unknown) => Promise<Response>,
+): Promise<void> {
+  const before = sink.chunks;
+  let current = response;
+  for (let attempt = 0;; attempt++) {
+    try {
+      await writeResponse(sink, current, method, gemini);
+      return;
+    } catch (error) {
+      // A body cut off because the peer left is not the handler's failure.
+      if (sink.closed) throw error;
+      const fallback = attempt === 0
+        ? await onError(error)
+        : errorResponse(500, "Internal Server Error");
+      if (sink.chunks > before) {
+        // onError still hears of it, but its answer can't follow a head.
+        fallback.body?.cancel().catch(() => {});
+        throw error;
+      }
+      current = fallback;
+    }
+  }
+}
+
+function writeResponse(
+  sink: ChunkSink,
+  response: Response,
+  method: string,
+  gemini: boolean,
+): Promise<void> {
+  if (!gemini) {
+    return writeHeadAndBody(
+      sink,
+      (contentLength) => encodeResponseHead(response, contentLength),
+      response.body,
+      responseHasBody(response.status, method),
+    );
+  }
+  let line: Uint8Array<ArrayBuffer>;
+  let withBody: boolean;
+  try {
+    const head = geminiHeadFor(response);
+    line = encodeGeminiHead(head);
+    withBody = head.status >= 20 && head.status < 30;
+  } catch (error) {
+    response.body?.cancel().catch(() => {});
+    return Promise.reject(error);
+  }
+  const body = response.body;
+  return writeHeadAndBody(sink, () => line, body, withBody && body !== null);
+}
