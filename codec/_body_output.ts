@@ -19,23 +19,36 @@ export interface ChunkSink {
   stopBody: ((reason: unknown) => void) | undefined;
 }
 
+import { bodyKind } from "./_static_body.ts";
+
 const PENDING = Symbol("pending");
 
 /**
- * Writes the head and the body to `sink`. A body that is complete at once (a
- * string, bytes, JSON) goes out as one chunk with the head, which `head` is
- * told the length of (0 for no body at all); a streamed body gets its head
- * straight away. With `withBody` false (HEAD, 204, 304, a Gemini answer
- * without content) the body is cancelled and only the head goes out, told no
- * length. Resolves after the last chunk was taken; rejects when the body or
- * the sink fails, with the body cancelled.
+ * Writes the head and the body of `response` to `sink`. A body that is
+ * complete at once (a string, bytes, JSON) goes out as one chunk with the
+ * head, which `head` is told the length of (0 for no body at all); a
+ * streamed body gets its head straight away. With `withBody` false (HEAD,
+ * 204, 304, a Gemini answer without content) the body is cancelled and only
+ * the head goes out, told no length. Resolves after the last chunk was
+ * taken; rejects when the body or the sink fails, with the body cancelled.
  */
 export async function writeHeadAndBody(
   sink: ChunkSink,
   head: (contentLength: number | undefined) => Uint8Array<ArrayBuffer>,
-  body: ReadableStream<Uint8Array> | null,
+  response: Response,
   withBody = true,
 ): Promise<void> {
+  const kind = bodyKind(response);
+  if (kind === "static" && withBody) {
+    const bytes = await response.bytes();
+    const start = head(bytes.length);
+    const out = new Uint8Array(start.length + bytes.length);
+    out.set(start);
+    out.set(bytes, start.length);
+    await sink.write(out);
+    return;
+  }
+  const body = kind === "none" ? null : response.body;
   if (!withBody || body === null) {
     body?.cancel().catch(() => {});
     await sink.write(head(withBody ? 0 : undefined));
@@ -108,12 +121,12 @@ export async function writeHeadAndBody(
  */
 export async function* headAndBody(
   head: (contentLength: number | undefined) => Uint8Array<ArrayBuffer>,
-  body: ReadableStream<Uint8Array> | null,
+  response: Response,
   signal: AbortSignal | undefined,
   withBody = true,
 ): AsyncGenerator<Uint8Array<ArrayBuffer>, void, undefined> {
   if (signal?.aborted) {
-    body?.cancel(signal.reason).catch(() => {});
+    response.body?.cancel(signal.reason).catch(() => {});
     throw signal.reason;
   }
   // One chunk at a time passes from the writer to the consumer: the
@@ -136,7 +149,7 @@ export async function* headAndBody(
   signal?.addEventListener("abort", onAbort, { once: true });
   let failure: { error: unknown } | undefined;
   let done = false;
-  const writing = writeHeadAndBody(sink, head, body, withBody).then(
+  const writing = writeHeadAndBody(sink, head, response, withBody).then(
     () => (done = true),
     (error) => (failure = { error }),
   ).finally(() => handOver.resolve());

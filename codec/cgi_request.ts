@@ -19,7 +19,7 @@
  */
 
 import { byteStringToBytes, utf8ByteString } from "./_byte_string.ts";
-import { lazySignalRequest } from "./_lazy_signal_request.ts";
+import { makeRequest, normalizeMethod } from "./_request_factory.ts";
 import type { CgiEnv } from "./request_head.ts";
 
 /** What {@linkcode requestFromCgi} needs besides the variables. */
@@ -104,12 +104,13 @@ export function requestFromCgi(
   init: RequestFromCgiInit = {},
 ): Request {
   const nonUtf8 = init.nonUtf8;
-  const method = env.REQUEST_METHOD || "GET";
-  if (!TOKEN.test(method)) {
+  const given = env.REQUEST_METHOD || "GET";
+  if (!TOKEN.test(given)) {
     throw new TypeError(
-      `REQUEST_METHOD ${JSON.stringify(method)} is not a token`,
+      `REQUEST_METHOD ${JSON.stringify(given)} is not a token`,
     );
   }
+  const method = normalizeMethod(given);
   // A list, not a `Headers`: `new Request` takes a list several times faster,
   // and this runs for every request. A name or value that HTTP can't carry
   // stays visible in the variables; the Request just doesn't get it.
@@ -137,21 +138,22 @@ export function requestFromCgi(
   if (contentLength !== undefined && (hasBody || contentLength !== "0")) {
     headers.push(["content-length", contentLength]);
   }
+  const body = hasBody ? init.body ?? null : null;
   const signal = init.signal;
-  const lazy = typeof signal === "function" ? signal : undefined;
-  const requestInit: RequestInit = {
-    method,
-    headers,
-    body: hasBody ? init.body ?? null : null,
-    ...(signal && !lazy ? { signal: signal as AbortSignal } : {}),
-  };
-  const build = (url: string) =>
-    lazy
-      ? lazySignalRequest(url, requestInit, lazy)
-      : new Request(url, requestInit);
-  // `new Request` parses the URL: the first candidate that it takes wins, so
-  // the usual request parses its URL once. A failure on the last candidate
-  // (a method Request refuses) is the caller's error.
+  // A signal given up front goes through `new Request`; without one (or
+  // with one made on demand) the request is built the short way.
+  const build = signal instanceof AbortSignal
+    ? (url: string) => new Request(url, { method, headers, body, signal })
+    : (url: string) =>
+      makeRequest({
+        url,
+        method,
+        headers,
+        body,
+        ...(signal ? { signal } : {}),
+      });
+  // The URL is parsed as the request is built: the first candidate that
+  // parses wins, so the usual request parses its URL once.
   const candidates = candidateUrls(env, nonUtf8);
   const last = candidates.length - 1;
   for (let i = 0; i < last; i++) {

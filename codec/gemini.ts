@@ -410,21 +410,20 @@ export async function* encodeGeminiResponse(
   response: Response,
   options: { signal?: AbortSignal } = {},
 ): AsyncGenerator<Uint8Array<ArrayBuffer>, void, undefined> {
-  const body = response.body;
   let head: GeminiStatus;
   try {
     head = geminiHeadFor(response);
   } catch (error) {
-    body?.cancel().catch(() => {});
+    response.body?.cancel().catch(() => {});
     throw error;
   }
   const line = encodeGeminiHead(head);
-  if (head.status < 20 || head.status >= 30 || body === null) {
-    body?.cancel().catch(() => {});
-    yield line;
-    return;
-  }
-  yield* headAndBody(() => line, body, options.signal);
+  yield* headAndBody(
+    () => line,
+    response,
+    options.signal,
+    head.status >= 20 && head.status < 30,
+  );
 }
 
 /**

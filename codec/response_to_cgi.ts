@@ -153,7 +153,7 @@ export function encodeCgiResponse(
 ): AsyncGenerator<Uint8Array<ArrayBuffer>, void, undefined> {
   return headAndBody(
     (contentLength) => encodeResponseHead(response, contentLength),
-    response.body,
+    response,
     options.signal,
     responseHasBody(response.status, options.method),
   );

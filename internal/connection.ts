@@ -86,6 +86,9 @@ const NOT_ABORTED = Symbol("not aborted");
 export class Connection implements AnswerSink, InfoSource {
   readonly conn: Deno.Conn;
   readonly #host: ConnectionHost;
+  /** Neighbours in the server's list of open connections. */
+  previous: Connection | undefined = undefined;
+  next: Connection | undefined = undefined;
   /** Where the life cycle is; the sweep names its timeout after it. */
   phase: Phase = "head";
   /** Epoch ms by which the current wait must end. */
@@ -152,6 +155,11 @@ export class Connection implements AnswerSink, InfoSource {
   }
 
   // --- AnswerSink: the writer hands over chunks here.
+
+  /** The read buffer, free once the body is no longer read from it. */
+  get scratch(): Uint8Array<ArrayBuffer> | undefined {
+    return this.#bodyDone ? this.#buffer : undefined;
+  }
 
   async write(chunk: Uint8Array<ArrayBuffer>): Promise<void> {
     this.chunks++;

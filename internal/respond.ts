@@ -4,6 +4,7 @@
 // so a unit test sees what a front end would. Private to the package.
 
 import { type ChunkSink, writeHeadAndBody } from "../codec/_body_output.ts";
+import { encodePlainCgi, plainAnswer } from "../codec/_static_body.ts";
 import {
   encodeGeminiHead,
   geminiHeadFor,
@@ -67,6 +68,11 @@ export interface AnswerSink extends ChunkSink {
   readonly closed: boolean;
   /** How many chunks it has taken so far. */
   readonly chunks: number;
+  /**
+   * Memory the sink lends for a small answer to be written into (the
+   * connection's read buffer, once the request no longer needs it).
+   */
+  readonly scratch?: Uint8Array<ArrayBuffer> | undefined;
 }
 
 /**
@@ -107,16 +113,20 @@ export async function writeAnswer(
 }
 
 function writeResponse(
-  sink: ChunkSink,
+  sink: AnswerSink,
   response: Response,
   method: string,
   gemini: boolean,
 ): Promise<void> {
   if (!gemini) {
+    const plain = method !== "HEAD" ? plainAnswer(response) : undefined;
+    if (plain) {
+      return Promise.resolve(sink.write(encodePlainCgi(plain, sink.scratch)));
+    }
     return writeHeadAndBody(
       sink,
       (contentLength) => encodeResponseHead(response, contentLength),
-      response.body,
+      response,
       responseHasBody(response.status, method),
     );
   }
@@ -130,6 +140,5 @@ function writeResponse(
     response.body?.cancel().catch(() => {});
     return Promise.reject(error);
   }
-  const body = response.body;
-  return writeHeadAndBody(sink, () => line, body, withBody && body !== null);
+  return writeHeadAndBody(sink, () => line, response, withBody);
 }
