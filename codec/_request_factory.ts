@@ -119,8 +119,8 @@ const ServerRequest = class Request extends BaseRequest {
     init: RequestInit | undefined,
     signal: (() => AbortSignal) | undefined,
   ) {
-    if (init === undefined) super(BRAND as unknown as string);
-    else super(url, init);
+    // Without an init, the empty branded Request `direct` fills in.
+    super(init === undefined ? BRAND as unknown as string : url, init);
     this.#makeSignal = signal;
   }
 
