@@ -36,9 +36,8 @@
  */
 
 import { cgiFromRequest } from "./codec/cgi_request.ts";
-import { readCgiResponse } from "./codec/cgi_response.ts";
-import { ScgiClientError } from "./codec/errors.ts";
 import { encodeRequestHead } from "./codec/header_encoder.ts";
+import { call, type OutgoingBody } from "./internal/client_call.ts";
 import { readWhole } from "./internal/read_whole.ts";
 import { cgiFromGeminiRequest, type ScgiProtocol } from "./codec/gemini.ts";
 
@@ -134,8 +133,6 @@ const DEFAULTS = {
   maxResponseBytes: Infinity,
   maxBufferedBodyBytes: 16 * 1024 * 1024,
 };
-// Head and body go out in one write up to this size.
-const COALESCE_BYTES = 65536;
 
 /**
  * Sends a request to an SCGI backend and returns its response, like `fetch`.
@@ -236,12 +233,6 @@ function backendFromUrl(url: URL): ScgiBackend | undefined {
   return undefined;
 }
 
-function describe(backend: ScgiBackend): string {
-  return "path" in backend
-    ? `unix:${backend.path}`
-    : `${backend.hostname ?? "127.0.0.1"}:${backend.port}`;
-}
-
 async function send(
   input: Request | URL | string,
   init: ScgiRequestInit,
@@ -261,8 +252,7 @@ async function send(
   const request = input instanceof Request
     ? (hasRequestFields(init) ? new Request(input, init) : input)
     : new Request(url, init);
-  const signal = request.signal;
-  signal.throwIfAborted();
+  request.signal.throwIfAborted();
 
   let env: [string, string][];
   if (url.protocol === "gemini:") {
@@ -305,8 +295,7 @@ async function send(
   const body = await requestBody(request, init, settings.maxBufferedBodyBytes);
   const head = encodeRequestHead(variables, body.length);
 
-  const conn = await connect(backend, settings.connectTimeout, signal);
-  return await exchange(conn, request, head, body, settings, backend);
+  return await call(backend, request, head, body, settings);
 }
 
 function defined<T extends object>(options: T): Partial<T> {
@@ -343,10 +332,6 @@ function mergeEnv(
   return merged;
 }
 
-type OutgoingBody =
-  | { kind: "bytes"; length: number; bytes: Uint8Array }
-  | { kind: "stream"; length: number; stream: ReadableStream<Uint8Array> };
-
 async function requestBody(
   request: Request,
   init: RequestInit,
@@ -367,235 +352,4 @@ async function requestBody(
   }
   const bytes = await readWhole(request.body, maxBuffered);
   return { kind: "bytes", length: bytes.length, bytes };
-}
-
-async function connect(
-  backend: ScgiBackend,
-  timeout: number,
-  signal: AbortSignal,
-): Promise<Deno.Conn> {
-  // Giving up on a TCP connect cancels it: a connect left to finish on its
-  // own (a SYN retried for seconds) would hold a socket after the call failed.
-  const cancel = new AbortController();
-  const connecting = "path" in backend
-    ? Deno.connect({ transport: "unix", path: backend.path })
-    : Deno.connect({
-      hostname: backend.hostname ?? "127.0.0.1",
-      port: backend.port,
-      signal: cancel.signal,
-    });
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  let onAbort: (() => void) | undefined;
-  const stop = new Promise<never>((_, reject) => {
-    if (Number.isFinite(timeout)) {
-      timer = setTimeout(() =>
-        reject(
-          new ScgiClientError(
-            "connect_timeout",
-            `no connection to ${describe(backend)} within ${timeout} ms`,
-          ),
-        ), timeout);
-    }
-    onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
-  try {
-    return await Promise.race([connecting, stop]);
-  } catch (error) {
-    cancel.abort(error);
-    connecting.then((conn) => conn.close(), () => {});
-    if (error instanceof Deno.errors.ConnectionRefused) {
-      throw new ScgiClientError(
-        "connection_refused",
-        `connection refused by ${describe(backend)}`,
-        { cause: error },
-      );
-    }
-    if (error instanceof Deno.errors.NotFound && "path" in backend) {
-      throw new ScgiClientError(
-        "connection_refused",
-        `no socket at ${backend.path}`,
-        { cause: error },
-      );
-    }
-    if (error instanceof ScgiClientError || error === signal.reason) {
-      throw error;
-    }
-    throw new ScgiClientError(
-      "connection_failed",
-      `cannot connect to ${describe(backend)}: ${
-        (error as Error)?.message ?? error
-      }`,
-      { cause: error },
-    );
-  } finally {
-    clearTimeout(timer);
-    signal.removeEventListener("abort", onAbort!);
-  }
-}
-
-async function exchange(
-  conn: Deno.Conn,
-  request: Request,
-  head: Uint8Array,
-  body: OutgoingBody,
-  settings: typeof DEFAULTS & ScgiClientOptions,
-  backend: ScgiBackend,
-): Promise<Response> {
-  const signal = request.signal;
-  let closed = false;
-  const close = () => {
-    if (closed) return;
-    closed = true;
-    clearTimeout(headTimer);
-    signal.removeEventListener("abort", onAbort);
-    try {
-      conn.close();
-    } catch {
-      // Already released by reading to the end.
-    }
-  };
-  // Every wait below goes through orFail: a timeout or an abort fails the
-  // call and closes the socket, which also ends the wait. (Not a race with
-  // one long-pending promise: each race would leave a reaction on it that
-  // holds the chunk it read, so a streamed body would stay in memory.)
-  let failure: { error: unknown } | undefined;
-  const waiting = new Set<(error: unknown) => void>();
-  const orFail = <T>(promise: Promise<T>): Promise<T> => {
-    if (failure) {
-      promise.catch(() => {});
-      return Promise.reject(failure.error);
-    }
-    return new Promise<T>((resolve, reject) => {
-      waiting.add(reject);
-      promise.then(resolve, reject).finally(() => waiting.delete(reject));
-    });
-  };
-  const stop = (error: unknown) => {
-    failure ??= { error };
-    for (const reject of waiting) reject(failure.error);
-    waiting.clear();
-    close();
-  };
-  const onAbort = () => stop(signal.reason);
-  signal.addEventListener("abort", onAbort, { once: true });
-  let headTimer: ReturnType<typeof setTimeout> | undefined;
-  if (Number.isFinite(settings.headTimeout)) {
-    headTimer = setTimeout(() =>
-      stop(
-        new ScgiClientError(
-          "head_timeout",
-          `${
-            describe(backend)
-          } sent no response head within ${settings.headTimeout} ms`,
-        ),
-      ), settings.headTimeout);
-  }
-
-  const reader = conn.readable.getReader();
-  let headDone = false;
-  const idle = settings.idleTimeout;
-  // A socket error in the body would otherwise reach the caller raw.
-  const asClientError = (error: unknown): never => {
-    if (error instanceof ScgiClientError || error === signal.reason) {
-      throw error;
-    }
-    throw new ScgiClientError(
-      "connection_failed",
-      `connection to ${describe(backend)} failed: ${
-        (error as Error)?.message ?? error
-      }`,
-      { cause: error },
-    );
-  };
-  const source = {
-    read: (): Promise<ReadableStreamReadResult<Uint8Array>> => {
-      if (!headDone || !Number.isFinite(idle)) {
-        return orFail(reader.read()).catch(asClientError);
-      }
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => {
-          const error = new ScgiClientError(
-            "idle_timeout",
-            `${describe(backend)} sent nothing for ${idle} ms`,
-          );
-          reject(error);
-          stop(error);
-        }, idle);
-      });
-      return orFail(Promise.race([reader.read(), timeout])).catch(
-        asClientError,
-      ).finally(() => clearTimeout(timer));
-    },
-  };
-  const responding = readCgiResponse(source, {
-    maxHeadBytes: settings.maxHeadBytes,
-    maxBodyBytes: settings.maxResponseBytes,
-    method: request.method,
-    ...(settings.protocol ? { protocol: settings.protocol } : {}),
-    onDone: close,
-  });
-  responding.catch(() => {});
-
-  const sending = writeRequest(conn, head, body);
-  sending.catch((error) => {
-    // A wrong body length is the caller's error; a failed write just means
-    // the backend stopped reading, and the response (or its absence) says
-    // what happened.
-    if (error instanceof ScgiClientError) stop(error);
-  });
-
-  try {
-    const response = await orFail(responding);
-    headDone = true;
-    clearTimeout(headTimer);
-    Object.defineProperty(response, "url", { value: request.url });
-    return response;
-  } catch (error) {
-    close();
-    return asClientError(error);
-  }
-}
-
-async function writeRequest(
-  conn: Deno.Conn,
-  head: Uint8Array,
-  body: OutgoingBody,
-): Promise<void> {
-  const writer = conn.writable.getWriter();
-  try {
-    if (body.kind === "bytes") {
-      if (body.length > 0 && body.length <= COALESCE_BYTES) {
-        const out = new Uint8Array(head.length + body.length);
-        out.set(head);
-        out.set(body.bytes, head.length);
-        await writer.write(out);
-      } else {
-        await writer.write(head);
-        if (body.length > 0) await writer.write(body.bytes);
-      }
-      return;
-    }
-    await writer.write(head);
-    let sent = 0;
-    for await (const chunk of body.stream) {
-      sent += chunk.length;
-      if (sent > body.length) {
-        throw new ScgiClientError(
-          "request_body_mismatch",
-          `request body is longer than its content-length of ${body.length}`,
-        );
-      }
-      await writer.write(chunk);
-    }
-    if (sent < body.length) {
-      throw new ScgiClientError(
-        "request_body_mismatch",
-        `request body ended after ${sent} of its content-length of ${body.length} bytes`,
-      );
-    }
-  } finally {
-    writer.releaseLock();
-  }
 }
