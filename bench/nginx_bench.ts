@@ -1,39 +1,61 @@
 /**
- * nginx in front of several backends at once, side by side:
+ * One nginx in front of several backends at once, measured side by side in
+ * one run (see bench/README.md for every row, column and flag):
  *
- * - `scgi`: this toolkit's `serve()` over SCGI on TCP (`scgi_pass`)
- * - `scgi-unix`: the same over a Unix socket
- * - `http`: `Deno.serve` over HTTP (`proxy_pass` with upstream keepalive),
- *   what a Deno user would pick instead of SCGI: the baseline
- * - `uwsgi`: uWSGI's SCGI socket with a trivial WSGI app
+ * - `floor`, `floor-unix`: bench/floor.ts, the bare Deno accept/read/write
+ *   loop, over TCP and a Unix socket: the baseline every `serve()` figure is
+ *   divided by (same transport)
+ * - `uwsgi`, `uwsgi-unix`: uWSGI (C core, a Python WSGI app), a master and
+ *   2 worker processes, on its SCGI socket
+ * - `http`: `Deno.serve` behind `proxy_pass` without upstream keep-alive;
+ *   `http-keepalive` (optional) with `keepalive 64`
+ * - `scgi`, `scgi-unix`: this toolkit's `serve()`
  *
- * Each answers `hello\n` to a GET, counts an upload, and streams a download.
- * `wrk --latency` drives each at several concurrencies (requests/s, p99);
- * then one large upload and one large download per backend through nginx
- * (MiB/s, and the backend's peak RSS from /proc/PID/status VmHWM).
+ * Every backend answers `Hello, world\n` (13 bytes). `wrk --latency -c 64`
+ * through nginx gives requests/s and p99; /proc gives each backend's CPU
+ * time per request and peak RSS under the load (summed over its
+ * processes). Then 1 GiB up and down through nginx per backend: MiB/s and
+ * peak RSS, against `Deno.serve`.
  *
  * ```sh
- * deno run --allow-run --allow-net --allow-read --allow-write --allow-env \
- *   bench/nginx_bench.ts --duration 5 --rounds 3 --size 1GiB
+ * deno run --allow-run --allow-read --allow-write=/tmp --allow-net=127.0.0.1 \
+ *   --allow-env=PATH --allow-sys=uid bench/nginx_bench.ts --quick
  * ```
  *
- * See bench/README.md. This is a script, not a test.
+ * This is a script, not a test.
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
 import { serve } from "../server.ts";
+import { findBinary, freePort } from "../tests/_peer.ts";
 import {
-  findBinary,
-  freePort,
-  type Peer,
-  startPeer,
-  waitForListen,
-} from "../tests/_peer.ts";
+  type Child,
+  Cleanup,
+  cpuMs,
+  fixed,
+  HELLO,
+  markdownTable,
+  median,
+  memory,
+  mib,
+  processTree,
+  ratio,
+  resetPeak,
+  setAffinity,
+  verdict,
+  version,
+  waitForFile,
+  waitListening,
+  which,
+} from "./_util.ts";
 
-const HELLO = "hello\n";
 const CHUNK = 64 * 1024;
+
+/** The permissions the script needs, printed with the command line. */
+const FLAGS =
+  "--allow-run --allow-read --allow-write=/tmp --allow-net=127.0.0.1 --allow-env=PATH --allow-sys=uid";
 
 // ---------------------------------------------------------------------------
 // The Deno backends: this same file, run as a child with --serve.
@@ -95,6 +117,8 @@ function runBackend(kind: string, where: string): void {
 }
 
 const WSGI_APP = `
+HELLO = ${JSON.stringify(HELLO)}.encode()
+
 def application(environ, start_response):
     path = environ.get("PATH_INFO") or environ.get("DOCUMENT_URI", "")
     if path.endswith("/upload"):
@@ -122,27 +146,101 @@ def application(environ, start_response):
                 left -= n
                 yield b"x" * n
         return chunks()
-    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "${HELLO.length}")])
-    return [b"hello\\n"]
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(HELLO)))])
+    return [HELLO]
 `;
 
 // ---------------------------------------------------------------------------
-// The driver.
+// The setups.
+
+type Transport = "TCP" | "Unix";
+
+interface Setup {
+  name: string;
+  label: string;
+  transport: Transport;
+  kind: "floor" | "uwsgi" | "http" | "scgi";
+}
+
+const SETUPS: Setup[] = [
+  {
+    name: "floor",
+    label: "bare Deno loop (floor)",
+    transport: "TCP",
+    kind: "floor",
+  },
+  {
+    name: "floor-unix",
+    label: "bare Deno loop (floor)",
+    transport: "Unix",
+    kind: "floor",
+  },
+  {
+    name: "uwsgi",
+    label: "uWSGI, 2 processes",
+    transport: "TCP",
+    kind: "uwsgi",
+  },
+  {
+    name: "uwsgi-unix",
+    label: "uWSGI, 2 processes",
+    transport: "Unix",
+    kind: "uwsgi",
+  },
+  {
+    name: "http",
+    label: "nginx → Deno.serve (proxy_pass, no keep-alive)",
+    transport: "TCP",
+    kind: "http",
+  },
+  {
+    name: "http-keepalive",
+    label: "nginx → Deno.serve (proxy_pass, keepalive 64)",
+    transport: "TCP",
+    kind: "http",
+  },
+  { name: "scgi", label: "serve()", transport: "TCP", kind: "scgi" },
+  { name: "scgi-unix", label: "serve()", transport: "Unix", kind: "scgi" },
+];
+const DEFAULT_SETUPS = SETUPS.map((s) => s.name).filter((n) =>
+  n !== "http-keepalive"
+);
+const floorOf = (t: Transport) => t === "TCP" ? "floor" : "floor-unix";
+const uwsgiOf = (t: Transport) => t === "TCP" ? "uwsgi" : "uwsgi-unix";
+/** The large-transfer baseline. */
+const TRANSFER_BASE = "http";
+
+type Placement = "pinned" | "free";
 
 interface Options {
   duration: number;
+  warmup: number;
   rounds: number;
   concurrency: number[];
   size: number;
-  backends: string[];
-  pin: boolean;
+  setups: string[];
+  placements: Placement[];
   wrkThreads: number;
   skipLoad: boolean;
   skipTransfer: boolean;
 }
 
-const ALL_BACKENDS = ["http", "scgi", "scgi-unix", "uwsgi"];
-const BASELINE = "http";
+const USAGE = `deno run ${FLAGS} bench/nginx_bench.ts [options]
+
+  --quick              one round, 3 s per setup, no large transfers
+  --duration S         seconds per wrk run (default 5)
+  --warmup S           unmeasured wrk seconds per setup first (default 1)
+  --rounds N           rounds; tables show medians (default 3)
+  --concurrency LIST   wrk connections (default 64)
+  --size SIZE          upload and download size (default 1GiB)
+  --backends LIST      default ${DEFAULT_SETUPS.join(",")}
+                       (also: http-keepalive)
+  --no-pin             no CPU pinning (the default)
+  --pin                backends on the last CPU, nginx and wrk on CPU 0
+  --pin-both           every load run both not pinned and pinned
+  --wrk-threads N      wrk threads (default 1)
+  --skip-load, --skip-transfer
+`;
 
 function parseSize(text: string): number {
   const match = /^([0-9.]+)\s*(|b|k|kb|kib|m|mb|mib|g|gb|gib)$/i.exec(
@@ -154,111 +252,79 @@ function parseSize(text: string): number {
   return Math.round(Number(match[1]) * scale);
 }
 
+function positive(name: string, text: string, zero = false): number {
+  const n = Number(text);
+  if (!Number.isFinite(n) || n < 0 || (!zero && n === 0)) {
+    throw new Error(`${name} ${text}: not a positive number`);
+  }
+  return n;
+}
+
 function parseOptions(args: string[]): Options {
   const { values } = parseArgs({
     args,
     options: {
-      duration: { type: "string", default: "5" },
-      rounds: { type: "string", default: "3" },
-      concurrency: { type: "string", default: "10,50,200" },
+      quick: { type: "boolean", default: false },
+      duration: { type: "string" },
+      warmup: { type: "string", default: "1" },
+      rounds: { type: "string" },
+      concurrency: { type: "string", default: "64" },
       size: { type: "string", default: "1GiB" },
-      backends: { type: "string", default: ALL_BACKENDS.join(",") },
+      backends: { type: "string", default: DEFAULT_SETUPS.join(",") },
+      pin: { type: "boolean", default: false },
       "no-pin": { type: "boolean", default: false },
+      "pin-both": { type: "boolean", default: false },
       "wrk-threads": { type: "string", default: "1" },
       "skip-load": { type: "boolean", default: false },
       "skip-transfer": { type: "boolean", default: false },
-      help: { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
     },
   });
   if (values.help) {
-    console.log(
-      "deno run --allow-run --allow-net --allow-read --allow-write --allow-env bench/nginx_bench.ts\n" +
-        "  [--duration S=5] [--rounds N=3] [--concurrency 10,50,200] [--size 1GiB]\n" +
-        `  [--backends ${
-          ALL_BACKENDS.join(",")
-        }] [--no-pin] [--wrk-threads 1]\n` +
-        "  [--skip-load] [--skip-transfer]",
-    );
+    console.log(USAGE);
     Deno.exit(0);
   }
-  const backends = values.backends.split(",").map((b) => b.trim()).filter(
+  const setups = values.backends.split(",").map((b) => b.trim()).filter(
     Boolean,
   );
-  for (const backend of backends) {
-    if (!ALL_BACKENDS.includes(backend)) {
-      throw new Error(`unknown backend ${backend}`);
+  for (const name of setups) {
+    if (!SETUPS.some((s) => s.name === name)) {
+      throw new Error(`unknown backend ${name} (see --help)`);
     }
   }
-  if (!backends.includes(BASELINE)) backends.unshift(BASELINE);
+  if (
+    [values.pin, values["no-pin"], values["pin-both"]].filter(Boolean).length >
+      1
+  ) {
+    throw new Error("give one of --pin, --no-pin, --pin-both");
+  }
+  const placements: Placement[] = values["pin-both"]
+    ? ["free", "pinned"]
+    : values.pin
+    ? ["pinned"]
+    : ["free"];
   return {
-    duration: Number(values.duration),
-    rounds: Number(values.rounds),
-    concurrency: values.concurrency.split(",").map(Number),
+    duration: positive(
+      "--duration",
+      values.duration ?? (values.quick ? "3" : "5"),
+    ),
+    warmup: positive("--warmup", values.warmup, true),
+    rounds: positive("--rounds", values.rounds ?? (values.quick ? "1" : "3")),
+    concurrency: values.concurrency.split(",").map((c) =>
+      positive("--concurrency", c)
+    ),
     size: parseSize(values.size),
-    backends,
-    pin: !values["no-pin"],
-    wrkThreads: Number(values["wrk-threads"]),
+    // In table order.
+    setups: SETUPS.map((s) => s.name).filter((n) => setups.includes(n)),
+    placements,
+    wrkThreads: positive("--wrk-threads", values["wrk-threads"]),
     skipLoad: values["skip-load"],
-    skipTransfer: values["skip-transfer"],
+    skipTransfer: values["skip-transfer"] || values.quick,
   };
 }
 
-function which(name: string): string {
-  const path = findBinary(name);
-  if (!path) throw new Error(`${name} is not installed`);
-  return path;
-}
-
-/** A backend or nginx, started (pinned to `cpu` with taskset) by PID. */
-interface Child extends Peer {
-  name: string;
-}
-
-function spawn(
-  name: string,
-  cmd: string,
-  args: string[],
-  cpu: string | undefined,
-  cwd: string,
-): Child {
-  // taskset execs the command, so the PID is the process's own.
-  const [command, argv] = cpu
-    ? [which("taskset"), ["-c", cpu, cmd, ...args]]
-    : [cmd, args];
-  return Object.assign(startPeer(command, argv, { cwd }), { name });
-}
-
-// Resolves once the child accepts connections; fails with its output if it
-// exits first.
-async function waitListening(
-  addr: { port: number } | { path: string },
-  child: Child,
-): Promise<void> {
-  try {
-    await waitForListen(addr, 15_000, child.alive);
-  } catch (error) {
-    if (child.alive()) throw error;
-    throw new Error(`${child.name} exited:\n${child.output().slice(-20_000)}`);
-  }
-}
-
-async function run(cmd: string, args: string[]): Promise<string> {
-  const { code, stdout, stderr } = await new Deno.Command(cmd, {
-    args,
-    stdout: "piped",
-    stderr: "piped",
-  })
-    .output();
-  const out = new TextDecoder().decode(stdout);
-  if (code !== 0) {
-    throw new Error(
-      `${cmd} ${args.join(" ")} failed (${code}):\n${out}${
-        new TextDecoder().decode(stderr)
-      }`,
-    );
-  }
-  return out;
-}
+// ---------------------------------------------------------------------------
+// nginx and wrk.
 
 function nginxConf(
   dir: string,
@@ -266,19 +332,32 @@ function nginxConf(
   upstreams: Record<string, string>,
 ): string {
   const root = Deno.uid() === 0 ? "user root;\n" : "";
-  const locations = Object.entries(upstreams).map(([name, target]) =>
-    name === "http"
-      ? `    location /http/ {
-      proxy_pass http://deno_http;
+  const blocks: string[] = [];
+  const locations = Object.entries(upstreams).map(([name, target]) => {
+    if (name === "http") {
+      // nginx's default: HTTP/1.0 and a new backend connection per request.
+      return `    location /${name}/ {
+      proxy_pass http://${target};
+      proxy_set_header Host $host;
+    }`;
+    }
+    if (name === "http-keepalive") {
+      blocks.push(`  upstream deno_keepalive {
+    server ${target};
+    keepalive 64;
+  }`);
+      return `    location /${name}/ {
+      proxy_pass http://deno_keepalive;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       proxy_set_header Host $host;
-    }`
-      : `    location /${name}/ {
+    }`;
+    }
+    return `    location /${name}/ {
       include /etc/nginx/scgi_params;
       scgi_pass ${target};
-    }`
-  ).join("\n");
+    }`;
+  }).join("\n");
   return `${root}daemon off;
 master_process on;
 worker_processes 1;
@@ -296,10 +375,7 @@ http {
   # Stream big responses through nginx's buffers instead of a temp file.
   proxy_max_temp_file_size 0;
   scgi_max_temp_file_size 0;
-  upstream deno_http {
-    server ${upstreams.http};
-    keepalive 64;
-  }
+${blocks.join("\n")}
   server {
     listen 127.0.0.1:${port};
 ${locations}
@@ -308,13 +384,15 @@ ${locations}
 `;
 }
 
-interface WrkResult {
+interface LoadResult {
   rps: number;
   p99: number;
   errors: number;
   requests: number;
   /** Backend CPU time per request, in microseconds. */
   cpuUs: number;
+  /** Peak RSS of the backend's processes during the run, bytes. */
+  peakRss: number;
 }
 
 function toMs(value: string, unit: string): number {
@@ -328,7 +406,7 @@ function toMs(value: string, unit: string): number {
     : n * 60_000;
 }
 
-function parseWrk(text: string): WrkResult {
+function parseWrk(text: string): Omit<LoadResult, "cpuUs" | "peakRss"> {
   const rps = /Requests\/sec:\s+([0-9.]+)/.exec(text);
   const p99 = /^\s*99%\s+([0-9.]+)(us|ms|s|m)\s*$/m.exec(text);
   if (!rps || !p99) throw new Error(`cannot read wrk output:\n${text}`);
@@ -338,48 +416,12 @@ function parseWrk(text: string): WrkResult {
       text,
     );
   if (socket) errors += socket.slice(1).reduce((sum, n) => sum + Number(n), 0);
-  const requests = Number(/(\d+) requests in/.exec(text)?.[1] ?? 0);
   return {
     rps: Number(rps[1]),
     p99: toMs(p99[1]!, p99[2]!),
     errors,
-    requests,
-    cpuUs: NaN,
+    requests: Number(/(\d+) requests in/.exec(text)?.[1] ?? 0),
   };
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2
-    ? sorted[mid]!
-    : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
-
-// Deno asks for --allow-all to read /proc/PID/*, so a subprocess does it.
-async function procStatus(pid: number, field: string): Promise<number> {
-  const text = await run("cat", [`/proc/${pid}/status`]);
-  const match = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(text);
-  return match ? Number(match[1]) * 1024 : NaN;
-}
-
-// User plus system CPU time of a process, in milliseconds (from
-// /proc/PID/stat, in clock ticks of 1/100 s on Linux).
-async function cpuMs(pid: number): Promise<number> {
-  const text = await run("cat", [`/proc/${pid}/stat`]);
-  const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) * 10;
-}
-
-// Writing 5 to clear_refs resets VmHWM (Linux 4.0+), so each transfer gets
-// its own peak. Without it the peak is the process's lifetime peak.
-async function resetPeak(pid: number): Promise<boolean> {
-  try {
-    await run("sh", ["-c", `echo 5 > /proc/${Number(pid)}/clear_refs`]);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 interface Transfer {
@@ -391,353 +433,520 @@ interface Transfer {
   note: string;
 }
 
-async function transfer(
-  url: string,
-  direction: "upload" | "download",
-  size: number,
-  file: string,
-  pid: number,
-  pin: string | undefined,
-): Promise<Transfer> {
-  const fresh = await resetPeak(pid);
-  const startRss = await procStatus(pid, "VmRSS");
-  const maxTime = String(Math.ceil(size / (5 * 1024 * 1024)) + 60);
-  const args = [
-    "-sS",
-    "--max-time",
-    maxTime,
-    "-w",
-    "\n%{http_code} %{time_total} %{size_upload} %{size_download}",
-    ...(direction === "upload"
-      ? ["-o", "-", "-X", "POST", "-H", "Expect:", "-T", file, `${url}/upload`]
-      : ["-o", "/dev/null", `${url}/download?bytes=${size}`]),
-  ];
-  const curl = which("curl");
-  const out = await run(
-    pin ? which("taskset") : curl,
-    pin ? ["-c", pin, curl, ...args] : args,
-  );
-  const lines = out.trim().split("\n");
-  const [code, time, up, down] = lines.at(-1)!.split(" ");
-  const moved = Number(direction === "upload" ? up : down);
-  let ok = code === "200" && moved === size;
-  if (direction === "upload" && lines[0]?.trim() !== String(size)) ok = false;
-  return {
-    mibps: size / 1024 ** 2 / Number(time),
-    startRss,
-    peakRss: await procStatus(pid, "VmHWM"),
-    ok,
-    note: `${code}${ok ? "" : ` moved ${moved} answer ${lines[0]}`}${
-      fresh ? "" : " (lifetime peak)"
-    }`,
-  };
-}
-
-const mib = (bytes: number) => (bytes / 1024 ** 2).toFixed(1);
-const ratio = (
-  value: number,
-  base: number,
-) => (base > 0 ? (value / base).toFixed(2) + "x" : "-");
-
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) =>
-    Math.max(...rows.map((row) => row[i]!.length))
-  );
-  return rows.map((row) =>
-    row.map((cell, i) =>
-      i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!)
-    ).join("  ")
-  )
-    .join("\n");
-}
+// ---------------------------------------------------------------------------
+// The driver.
 
 async function main(options: Options): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "nginx-bench-" });
-  const cores = navigator.hardwareConcurrency;
-  const pin = options.pin && cores >= 2;
-  // Backends share the last core (only one is loaded at a time); nginx and
-  // wrk/curl share core 0.
-  const backendCpu = pin ? String(cores - 1) : undefined;
-  const frontCpu = pin ? "0" : undefined;
-  const children: Child[] = [];
-  const stopAll = async () => {
-    for (const child of children.reverse()) await child.stop();
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
-  };
-  const onSignal = () => {
-    stopAll().finally(() => Deno.exit(130));
-  };
-  Deno.addSignalListener("SIGINT", onSignal);
+  const cleanup = new Cleanup();
   try {
-    const self = new URL(import.meta.url).pathname;
-    const denoArgs = (kind: string, where: string) => [
-      "run",
-      "--allow-net",
-      "--allow-read",
-      "--allow-write",
-      "--allow-env",
-      self,
-      "--serve",
-      kind,
-      where,
+    await bench(cleanup, options);
+  } finally {
+    await cleanup.stopAll();
+  }
+}
+
+async function bench(cleanup: Cleanup, options: Options): Promise<void> {
+  const dir = cleanup.dir(await Deno.makeTempDir({ prefix: "nginx-bench-" }));
+  const cores = navigator.hardwareConcurrency;
+  const skipped: string[] = [];
+  let placements = options.placements;
+  if (cores < 2 && placements.includes("pinned")) {
+    skipped.push(`pinning: ${cores} CPU, nothing to pin to`);
+    placements = ["free"];
+  }
+  const allCpus = `0-${cores - 1}`;
+  const backendCpu = String(cores - 1);
+  const frontCpu = "0";
+  const wrk = which("wrk");
+  const curl = which("curl");
+  const nginxBinary = which("nginx");
+  const taskset = placements.includes("pinned") ? which("taskset") : "";
+
+  const self = new URL(import.meta.url).pathname;
+  const floor = new URL("./floor.ts", import.meta.url).pathname;
+  const deno = Deno.execPath();
+  const upstreams: Record<string, string> = {};
+  const roots: Record<string, Child> = {};
+  const setups: Setup[] = [];
+
+  // Start every backend.
+  for (const name of options.setups) {
+    const setup = SETUPS.find((s) => s.name === name)!;
+    const sock = `${dir}/${name}.sock`;
+    const unixFlags = [
+      `--allow-net=unix:${sock}`,
+      `--allow-read=${dir}`,
+      `--allow-write=${dir}`,
     ];
-    const upstreams: Record<string, string> = {};
-    const pids: Record<string, number> = {};
-    for (const backend of options.backends) {
-      let child: Child;
-      let addr: { port: number } | { path: string };
-      if (backend === "uwsgi") {
-        await Deno.writeTextFile(`${dir}/hello_app.py`, WSGI_APP);
-        const port = freePort();
-        addr = { port };
-        // No master: one process that is the worker, so its PID is the one
-        // whose memory counts.
-        child = spawn(
-          "uwsgi",
-          which("uwsgi"),
-          [
-            "--plugin",
-            "python3",
-            "--scgi-socket",
-            `127.0.0.1:${port}`,
-            "--wsgi-file",
-            `${dir}/hello_app.py`,
-            "--processes",
-            "1",
-            "--die-on-term",
-            "--disable-logging",
-            "--listen",
-            "1024",
-          ],
-          backendCpu,
-          dir,
-        );
-        upstreams.uwsgi = `127.0.0.1:${port}`;
-      } else if (backend === "scgi-unix") {
-        const path = `${dir}/scgi.sock`;
-        addr = { path };
-        child = spawn(
-          backend,
-          Deno.execPath(),
-          denoArgs(backend, path),
-          backendCpu,
-          dir,
-        );
-        upstreams[backend] = `unix:${path}`;
-      } else {
-        const port = freePort();
-        addr = { port };
-        child = spawn(
-          backend,
-          Deno.execPath(),
-          denoArgs(backend, String(port)),
-          backendCpu,
-          dir,
-        );
-        upstreams[backend] = `127.0.0.1:${port}`;
+    let child: Child;
+    const port = setup.transport === "TCP" ? freePort() : 0;
+    if (setup.kind === "uwsgi") {
+      const binary = findBinary("uwsgi");
+      if (!binary) {
+        skipped.push(`${name}: uwsgi is not installed`);
+        continue;
       }
-      children.push(child);
-      await waitListening(addr, child);
-      pids[backend] = child.pid;
+      await Deno.writeTextFile(`${dir}/hello_app.py`, WSGI_APP);
+      const socket = setup.transport === "TCP" ? `127.0.0.1:${port}` : sock;
+      child = cleanup.spawn(name, binary, [
+        "--plugin",
+        "python3",
+        "--master",
+        "--processes",
+        "2",
+        "--scgi-socket",
+        socket,
+        "--wsgi-file",
+        `${dir}/hello_app.py`,
+        "--die-on-term",
+        "--disable-logging",
+        "--listen",
+        "1024",
+      ], { cwd: dir });
+    } else if (setup.kind === "floor") {
+      child = cleanup.spawn(
+        name,
+        deno,
+        setup.transport === "TCP"
+          ? ["run", "--allow-net=127.0.0.1", floor, String(port)]
+          : ["run", ...unixFlags, floor, `unix:${sock}`],
+        { cwd: dir },
+      );
+    } else {
+      const kind = setup.kind === "http"
+        ? "http"
+        : setup.transport === "TCP"
+        ? "scgi"
+        : "scgi-unix";
+      child = cleanup.spawn(
+        name,
+        deno,
+        setup.transport === "TCP"
+          ? [
+            "run",
+            "--allow-net=127.0.0.1",
+            self,
+            "--serve",
+            kind,
+            String(port),
+          ]
+          : ["run", ...unixFlags, self, "--serve", kind, sock],
+        { cwd: dir },
+      );
     }
-    const nginxPort = freePort();
-    await Deno.writeTextFile(
-      `${dir}/nginx.conf`,
-      nginxConf(dir, nginxPort, upstreams),
-    );
-    const nginx = spawn(
-      "nginx",
-      which("nginx"),
-      ["-c", `${dir}/nginx.conf`, "-p", dir, "-e", `${dir}/nginx-error.log`],
-      frontCpu,
-      dir,
-    );
-    children.push(nginx);
-    await waitListening({ port: nginxPort }, nginx);
-    const base = (backend: string) =>
-      `http://127.0.0.1:${nginxPort}/${backend}`;
-
-    for (const backend of options.backends) {
-      const response = await fetch(`${base(backend)}/hello`);
-      const text = await response.text();
-      if (response.status !== 200 || text !== HELLO) {
-        throw new Error(
-          `${backend} through nginx answered ${response.status} ${
-            JSON.stringify(text)
-          }`,
-        );
-      }
+    try {
+      if (setup.transport === "TCP") await waitListening({ port }, child);
+      else await waitForFile(sock, child);
+    } catch (error) {
+      if (setup.kind !== "uwsgi") throw error;
+      // uWSGI without its python3 plugin, say: a reason, not a failure.
+      skipped.push(
+        `${name}: uwsgi did not start: ${
+          child.output().trim().split("\n").slice(-3).join(" / ")
+        }`,
+      );
+      await cleanup.stop(child);
+      continue;
     }
+    roots[name] = child;
+    upstreams[name] = setup.transport === "TCP"
+      ? `127.0.0.1:${port}`
+      : `unix:${sock}`;
+    setups.push(setup);
+  }
+  for (const reason of skipped) console.error(`skipped: ${reason}`);
 
-    const versions = {
-      deno: Deno.version.deno,
-      nginx: await new Deno.Command(which("nginx"), {
-        args: ["-v"],
-        stderr: "piped",
-      }).output().then((o) => new TextDecoder().decode(o.stderr).trim()),
-      uwsgi: (await run(which("uwsgi"), ["--version"])).trim(),
-      wrk: await new Deno.Command(which("wrk"), {
-        args: ["-v"],
-        stdout: "piped",
-        stderr: "piped",
-      }).output().then((o) =>
-        new TextDecoder().decode(o.stdout).split("\n")[0]!.trim()
-      ),
-    };
-    console.log(`# nginx bench ${new Date().toISOString()}`);
+  const nginxPort = freePort();
+  await Deno.writeTextFile(
+    `${dir}/nginx.conf`,
+    nginxConf(dir, nginxPort, upstreams),
+  );
+  const nginx = cleanup.spawn(
+    "nginx",
+    nginxBinary,
+    ["-c", `${dir}/nginx.conf`, "-p", dir, "-e", `${dir}/nginx-error.log`],
+    { cwd: dir },
+  );
+  await waitListening({ port: nginxPort }, nginx);
+  const base = (name: string) => `http://127.0.0.1:${nginxPort}/${name}`;
+
+  // Every backend answers the same bytes, through nginx.
+  for (const { name } of setups) {
+    const response = await fetch(`${base(name)}/hello`);
+    const text = await response.text();
+    if (response.status !== 200 || text !== HELLO) {
+      throw new Error(
+        `${name} through nginx answered ${response.status} ${
+          JSON.stringify(text)
+        }`,
+      );
+    }
+  }
+
+  const wrkRun = async (
+    name: string,
+    c: number,
+    seconds: number,
+    pinned: boolean,
+  ) => {
+    const args = [
+      `-t${Math.min(options.wrkThreads, c)}`,
+      `-c${c}`,
+      `-d${seconds}s`,
+      "--latency",
+      `${base(name)}/hello`,
+    ];
+    const { stdout } = pinned
+      ? await cleanup.run(taskset, ["-c", frontCpu, wrk, ...args])
+      : await cleanup.run(wrk, args);
+    return parseWrk(stdout);
+  };
+
+  // Warm the JITs up (unmeasured), then learn every backend's processes
+  // (uWSGI forks its workers after it listens).
+  if (options.warmup > 0 && !options.skipLoad) {
+    for (const { name } of setups) {
+      await wrkRun(name, options.concurrency[0]!, options.warmup, false);
+    }
+  }
+  const trees: Record<string, number[]> = {};
+  for (const { name } of setups) {
+    trees[name] = await processTree(roots[name]!.pid);
+    cleanup.watch(trees[name]!.slice(1));
+  }
+  const nginxTree = await processTree(nginx.pid);
+  const place = async (placement: Placement) => {
+    for (const { name } of setups) {
+      await setAffinity(
+        cleanup,
+        trees[name]!,
+        placement === "pinned" ? backendCpu : allCpus,
+      );
+    }
+    await setAffinity(
+      cleanup,
+      nginxTree,
+      placement === "pinned" ? frontCpu : allCpus,
+    );
+  };
+
+  const versions = [
+    `deno ${Deno.version.deno}`,
+    (await version(cleanup, nginxBinary, ["-v"])).replace(/^.*: /, ""),
+    ...(setups.some((s) => s.kind === "uwsgi")
+      ? [`uwsgi ${await version(cleanup, which("uwsgi"), ["--version"])}`]
+      : []),
+    (await version(cleanup, wrk, ["-v"])).replace(/\s*(\[|Copyright).*$/, ""),
+  ];
+  const describe = (placement: Placement) =>
+    placement === "pinned"
+      ? `pinned: backends on CPU ${backendCpu}, nginx (1 worker) and wrk/curl on CPU ${frontCpu}`
+      : "not pinned: every process on any CPU";
+  console.log(`# nginx bench, ${new Date().toISOString()}\n`);
+  console.log("```sh");
+  console.log(`deno run ${FLAGS} bench/nginx_bench.ts ${Deno.args.join(" ")}`);
+  console.log("```\n");
+  console.log(`${versions.join(", ")}; ${cores} CPUs.`);
+  if (!options.skipLoad) {
     console.log(
-      `deno ${versions.deno}, ${versions.nginx}, uwsgi ${versions.uwsgi}, ${versions.wrk}; ${cores} cores; ` +
-        (pin
-          ? `backends pinned to CPU ${backendCpu}, nginx (1 worker) and wrk/curl to CPU ${frontCpu}`
-          : "no CPU pinning"),
+      `Load: wrk -t${options.wrkThreads} -c${
+        options.concurrency.join("/")
+      } GET …/hello (${HELLO.length}-byte body), ${options.rounds} round(s) x ${options.duration} s per setup` +
+        (options.warmup ? ` after ${options.warmup} s unmeasured` : "") +
+        `; medians over rounds. ${placements.map(describe).join("; ")}.`,
     );
-    console.log(
-      `load: ${options.rounds} rounds x ${options.duration}s per backend and concurrency, wrk -t${options.wrkThreads}, medians`,
-    );
-    const idle: Record<string, number> = {};
-    for (const backend of options.backends) {
-      idle[backend] = await procStatus(pids[backend]!, "VmRSS");
-    }
+  }
+  for (const reason of skipped) console.log(`Skipped: ${reason}.`);
 
-    if (!options.skipLoad) {
-      const results: Record<string, Record<number, WrkResult[]>> = {};
-      for (let round = 1; round <= options.rounds; round++) {
+  const idle: Record<string, number> = {};
+  for (const { name } of setups) {
+    idle[name] = await memory(trees[name]!, "VmRSS");
+  }
+
+  if (!options.skipLoad) {
+    const results: Record<string, LoadResult[]> = {};
+    const key = (p: Placement, c: number, name: string) => `${p} ${c} ${name}`;
+    for (let round = 1; round <= options.rounds; round++) {
+      for (const placement of placements) {
+        await place(placement);
         for (const c of options.concurrency) {
-          for (const backend of options.backends) {
-            const wrkArgs = [
-              `-t${Math.min(options.wrkThreads, c)}`,
-              `-c${c}`,
-              `-d${options.duration}s`,
-              "--latency",
-              `${base(backend)}/hello`,
-            ];
-            const cpuBefore = await cpuMs(pids[backend]!);
-            const out = await run(
-              frontCpu ? which("taskset") : which("wrk"),
-              frontCpu ? ["-c", frontCpu, which("wrk"), ...wrkArgs] : wrkArgs,
+          for (const { name } of setups) {
+            const tree = trees[name]!;
+            await resetPeak(tree);
+            const before = await cpuMs(tree);
+            const run = await wrkRun(
+              name,
+              c,
+              options.duration,
+              placement === "pinned",
             );
-            const cpuUsed = await cpuMs(pids[backend]!) - cpuBefore;
-            const result = parseWrk(out);
-            if (result.requests > 0) {
-              result.cpuUs = cpuUsed * 1000 / result.requests;
-            }
-            ((results[backend] ??= {})[c] ??= []).push(result);
+            const used = await cpuMs(tree) - before;
+            const result: LoadResult = {
+              ...run,
+              cpuUs: run.requests > 0 ? used * 1000 / run.requests : NaN,
+              peakRss: await memory(tree, "VmHWM"),
+            };
+            (results[key(placement, c, name)] ??= []).push(result);
             console.error(
-              `round ${round} c=${c} ${backend}: ${
-                result.rps.toFixed(0)
-              } req/s, p99 ${result.p99.toFixed(2)} ms, backend CPU ${
-                result.cpuUs.toFixed(0)
-              } us/req` +
+              `round ${round} ${placement} c=${c} ${name}: ${
+                fixed(result.rps)
+              } req/s, p99 ${fixed(result.p99, 2)} ms, CPU ${
+                fixed(result.cpuUs, 1)
+              } us/req, peak RSS ${mib(result.peakRss)} MiB` +
                 (result.errors ? `, ${result.errors} errors` : ""),
             );
           }
         }
       }
-      const rows = [[
-        "backend",
-        "conc",
-        "req/s",
-        "p99 ms",
-        "req/s vs http",
-        "p99 vs http",
-        "backend CPU us/req",
-        "errors",
-      ]];
+    }
+
+    const goals: string[][] = [[
+      "goal",
+      "placement",
+      "conc",
+      "TCP",
+      "Unix",
+      "met",
+    ]];
+    for (const placement of placements) {
       for (const c of options.concurrency) {
-        const baseRps = median(results[BASELINE]![c]!.map((r) => r.rps));
-        const baseP99 = median(results[BASELINE]![c]!.map((r) => r.p99));
-        for (const backend of options.backends) {
-          const runs = results[backend]![c]!;
-          const rps = median(runs.map((r) => r.rps));
-          const p99 = median(runs.map((r) => r.p99));
+        const med = (name: string, field: keyof LoadResult) => {
+          const runs = results[key(placement, c, name)];
+          return runs ? median(runs.map((r) => r[field])) : NaN;
+        };
+        const rows = [[
+          "setup",
+          "transport",
+          "req/s",
+          "vs floor",
+          "backend CPU µs/req",
+          "vs floor",
+          "p99 ms",
+          "vs uWSGI",
+          "peak RSS MiB",
+          "errors",
+        ]];
+        for (const { name, label, transport } of setups) {
+          const runs = results[key(placement, c, name)]!;
+          const floorName = floorOf(transport);
+          const uwsgiName = uwsgiOf(transport);
           rows.push([
-            backend,
-            String(c),
-            rps.toFixed(0),
-            p99.toFixed(2),
-            ratio(rps, baseRps),
-            ratio(p99, baseP99),
-            median(runs.map((r) => r.cpuUs)).toFixed(0),
+            label,
+            transport,
+            fixed(med(name, "rps")),
+            ratio(med(name, "rps"), med(floorName, "rps")),
+            fixed(med(name, "cpuUs"), 1),
+            ratio(med(name, "cpuUs"), med(floorName, "cpuUs")),
+            fixed(med(name, "p99"), 2),
+            ratio(med(name, "p99"), med(uwsgiName, "p99")),
+            mib(med(name, "peakRss")),
             String(runs.reduce((sum, r) => sum + r.errors, 0)),
           ]);
         }
-      }
-      console.log("\n## GET /hello through nginx (wrk)\n");
-      console.log(table(rows));
-    }
+        console.log(
+          `\n## GET /hello through nginx, wrk -c${c}, ${describe(placement)}\n`,
+        );
+        console.log(markdownTable(rows));
 
-    if (!options.skipTransfer) {
-      const file = `${dir}/upload.bin`;
-      // A sparse file: curl reads zeros without touching the disk.
-      const handle = await Deno.open(file, { create: true, write: true });
-      await handle.truncate(options.size);
-      handle.close();
-      const transfers: Record<string, { up: Transfer; down: Transfer }> = {};
-      for (const backend of options.backends) {
-        const pid = pids[backend]!;
-        const up = await transfer(
-          base(backend),
-          "upload",
-          options.size,
-          file,
-          pid,
-          frontCpu,
+        // The issue's goals for serve(), per transport.
+        const goal = (
+          text: string,
+          value: (t: Transport) => number,
+          ok: (v: number) => boolean,
+          format: (v: number) => string,
+        ) => {
+          const tcp = value("TCP");
+          const unix = value("Unix");
+          const met = [tcp, unix].filter(Number.isFinite);
+          goals.push([
+            text,
+            placement,
+            String(c),
+            Number.isFinite(tcp) ? format(tcp) : "-",
+            Number.isFinite(unix) ? format(unix) : "-",
+            verdict(met.length ? met.every(ok) : undefined),
+          ]);
+        };
+        const serveOf = (t: Transport) => t === "TCP" ? "scgi" : "scgi-unix";
+        const x = (v: number) => `${v.toFixed(3)}x`;
+        goal(
+          "serve() req/s ≥ 0.85x floor",
+          (t) => med(serveOf(t), "rps") / med(floorOf(t), "rps"),
+          (v) => v >= 0.85,
+          x,
         );
-        const down = await transfer(
-          base(backend),
-          "download",
-          options.size,
-          file,
-          pid,
-          frontCpu,
+        goal(
+          "serve() CPU/req ≤ 1.4x floor",
+          (t) => med(serveOf(t), "cpuUs") / med(floorOf(t), "cpuUs"),
+          (v) => v <= 1.4,
+          x,
         );
-        transfers[backend] = { up, down };
-        console.error(
-          `${backend}: upload ${up.mibps.toFixed(0)} MiB/s peak ${
-            mib(up.peakRss)
-          } MiB ${up.note}; ` +
-            `download ${down.mibps.toFixed(0)} MiB/s peak ${
-              mib(down.peakRss)
-            } MiB ${down.note}`,
+        goal(
+          "serve() p99 ≤ 1.5x uWSGI",
+          (t) => med(serveOf(t), "p99") / med(uwsgiOf(t), "p99"),
+          (v) => v <= 1.5,
+          x,
+        );
+        goal(
+          "serve() peak RSS ≤ 80 MiB",
+          (t) => med(serveOf(t), "peakRss"),
+          (v) => v <= 80 * 1024 ** 2,
+          (v) => `${mib(v)} MiB`,
         );
       }
-      const b = transfers[BASELINE]!;
-      const rows = [[
-        "backend",
-        "idle RSS",
-        "up MiB/s",
-        "up RSS start/peak",
-        "down MiB/s",
-        "down RSS start/peak",
-        "up vs http",
-        "down vs http",
-        "ok",
-      ]];
-      for (const backend of options.backends) {
-        const { up, down } = transfers[backend]!;
-        rows.push([
-          backend,
-          mib(idle[backend]!),
-          up.mibps.toFixed(0),
-          `${mib(up.startRss)}/${mib(up.peakRss)}`,
-          down.mibps.toFixed(0),
-          `${mib(down.startRss)}/${mib(down.peakRss)}`,
-          ratio(up.mibps, b.up.mibps),
-          ratio(down.mibps, b.down.mibps),
-          up.ok && down.ok ? "yes" : `NO (${up.note}; ${down.note})`,
-        ]);
-      }
-      console.log(
-        `\n## ${
-          mib(options.size)
-        } MiB upload and download through nginx (curl); RSS in MiB\n`,
-      );
-      console.log(table(rows));
     }
-  } finally {
-    Deno.removeSignalListener("SIGINT", onSignal);
-    await stopAll();
+    console.log("\n## Goals (serve() against the same transport)\n");
+    console.log(markdownTable(goals));
   }
+
+  if (!options.skipTransfer) {
+    // Transfers run once per round, in the first placement.
+    await place(placements[0]!);
+    await transfers(cleanup, options, {
+      dir,
+      setups: setups.filter((s) => s.kind !== "floor"),
+      trees,
+      idle,
+      base,
+      curl,
+      pin: placements[0] === "pinned" ? [taskset, frontCpu] : undefined,
+    });
+  }
+}
+
+async function transfers(
+  cleanup: Cleanup,
+  options: Options,
+  context: {
+    dir: string;
+    setups: Setup[];
+    trees: Record<string, number[]>;
+    idle: Record<string, number>;
+    base: (name: string) => string;
+    curl: string;
+    pin: [string, string] | undefined;
+  },
+): Promise<void> {
+  const { dir, setups, trees, idle, base, curl, pin } = context;
+  const size = options.size;
+  const file = `${dir}/upload.bin`;
+  // A sparse file: curl reads zeros without touching the disk.
+  const handle = await Deno.open(file, { create: true, write: true });
+  await handle.truncate(size);
+  handle.close();
+
+  const transfer = async (
+    name: string,
+    direction: "upload" | "download",
+  ): Promise<Transfer> => {
+    const tree = trees[name]!;
+    const fresh = await resetPeak(tree);
+    const startRss = await memory(tree, "VmRSS");
+    const maxTime = String(Math.ceil(size / (5 * 1024 * 1024)) + 60);
+    const args = [
+      "-sS",
+      "--max-time",
+      maxTime,
+      "-w",
+      "\n%{http_code} %{time_total} %{size_upload} %{size_download}",
+      ...(direction === "upload"
+        ? [
+          "-o",
+          "-",
+          "-X",
+          "POST",
+          "-H",
+          "Expect:",
+          "-T",
+          file,
+          `${base(name)}/upload`,
+        ]
+        : ["-o", "/dev/null", `${base(name)}/download?bytes=${size}`]),
+    ];
+    const { stdout } = pin
+      ? await cleanup.run(pin[0], ["-c", pin[1], curl, ...args])
+      : await cleanup.run(curl, args);
+    const lines = stdout.trim().split("\n");
+    const [code, time, up, down] = lines.at(-1)!.split(" ");
+    const moved = Number(direction === "upload" ? up : down);
+    let ok = code === "200" && moved === size;
+    if (direction === "upload" && lines[0]?.trim() !== String(size)) ok = false;
+    return {
+      mibps: size / 1024 ** 2 / Number(time),
+      startRss,
+      peakRss: await memory(tree, "VmHWM"),
+      ok,
+      note: `${code}${ok ? "" : ` moved ${moved} answer ${lines[0]}`}${
+        fresh ? "" : " (lifetime peak)"
+      }`,
+    };
+  };
+
+  const results: Record<string, { up: Transfer[]; down: Transfer[] }> = {};
+  for (let round = 1; round <= options.rounds; round++) {
+    for (const { name } of setups) {
+      const up = await transfer(name, "upload");
+      const down = await transfer(name, "download");
+      const entry = results[name] ??= { up: [], down: [] };
+      entry.up.push(up);
+      entry.down.push(down);
+      console.error(
+        `round ${round} ${name}: upload ${fixed(up.mibps)} MiB/s, RSS ${
+          mib(up.startRss)
+        }→${mib(up.peakRss)} MiB ${up.note}; download ${
+          fixed(down.mibps)
+        } MiB/s, RSS ${mib(down.startRss)}→${
+          mib(down.peakRss)
+        } MiB ${down.note}`,
+      );
+    }
+  }
+  const med = (name: string, dir: "up" | "down", field: keyof Transfer) => {
+    const runs = results[name]?.[dir];
+    return runs ? median(runs.map((r) => Number(r[field]))) : NaN;
+  };
+  const rows = [[
+    "setup",
+    "transport",
+    "idle RSS",
+    "up MiB/s",
+    "vs Deno.serve",
+    "up RSS start→peak",
+    "down MiB/s",
+    "vs Deno.serve",
+    "down RSS start→peak",
+    "ok",
+  ]];
+  for (const { name, label, transport } of setups) {
+    const r = results[name]!;
+    const ok = [...r.up, ...r.down].every((t) => t.ok);
+    rows.push([
+      label,
+      transport,
+      mib(idle[name]!),
+      fixed(med(name, "up", "mibps")),
+      ratio(med(name, "up", "mibps"), med(TRANSFER_BASE, "up", "mibps")),
+      `${mib(med(name, "up", "startRss"))}→${mib(med(name, "up", "peakRss"))}`,
+      fixed(med(name, "down", "mibps")),
+      ratio(med(name, "down", "mibps"), med(TRANSFER_BASE, "down", "mibps")),
+      `${mib(med(name, "down", "startRss"))}→${
+        mib(med(name, "down", "peakRss"))
+      }`,
+      ok
+        ? "yes"
+        : `NO (${
+          [...r.up, ...r.down].filter((t) => !t.ok).map((t) => t.note).join(
+            "; ",
+          )
+        })`,
+    ]);
+  }
+  console.log(
+    `\n## ${
+      mib(size)
+    } MiB upload and download through nginx (curl), medians over ${options.rounds} round(s); RSS in MiB\n`,
+  );
+  console.log(markdownTable(rows));
 }
 
 if (import.meta.main) {
