@@ -153,10 +153,16 @@ export function requestFromCgi(
         ...(signal ? { signal } : {}),
       });
   // The URL is parsed as the request is built: the first candidate that
-  // parses wins, so the usual request parses its URL once.
+  // parses wins, and the usual request needs only the first, so the others
+  // are made only when it fails.
+  try {
+    return build(candidateUrls(env, nonUtf8, true)[0]!);
+  } catch {
+    // The URL didn't parse: try the others.
+  }
   const candidates = candidateUrls(env, nonUtf8);
   const last = candidates.length - 1;
-  for (let i = 0; i < last; i++) {
+  for (let i = 1; i < last; i++) {
     try {
       return build(candidates[i]!);
     } catch {
@@ -210,11 +216,15 @@ export function urlFromCgi(
 function candidateUrls(
   env: CgiEnv,
   nonUtf8?: ReadonlySet<string>,
+  onlyFirst = false,
 ): string[] {
   const raw = (name: string) => nonUtf8?.has(name) ?? false;
   const candidates: string[] = [];
   const gemini = env.GEMINI_URL;
-  if (gemini) candidates.push(escapeUrlText(gemini, raw("GEMINI_URL")));
+  if (gemini) {
+    candidates.push(escapeUrlText(gemini, raw("GEMINI_URL")));
+    if (onlyFirst) return candidates;
+  }
   const https = env.HTTPS?.toLowerCase();
   const scheme = https === "on" || https === "1" ||
       env.REQUEST_SCHEME === "https"
@@ -246,6 +256,7 @@ function candidateUrls(
   const host = env.HTTP_HOST;
   if (host && AUTHORITY.test(host)) {
     candidates.push(`${scheme}://${host}${target}`);
+    if (onlyFirst) return candidates;
   }
   const name = env.SERVER_NAME;
   if (name) {
@@ -262,7 +273,7 @@ function candidateUrls(
     }
   }
   candidates.push(`${scheme}://localhost${target}`);
-  return candidates;
+  return onlyFirst ? candidates.slice(0, 1) : candidates;
 }
 
 const AUTHORITY =

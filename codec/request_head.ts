@@ -126,7 +126,8 @@ export function parseNetstringLength(
   bytes: Uint8Array,
   maxHeaderBytes: number,
 ): { length: number; start: number } | undefined {
-  const maxDigits = String(maxHeaderBytes).length;
+  let maxDigits = 1;
+  for (let limit = maxHeaderBytes; limit >= 10; limit /= 10) maxDigits++;
   const end = Math.min(bytes.length, maxDigits + 1);
   let length = 0;
   for (let i = 0; i < end; i++) {
