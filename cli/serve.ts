@@ -1,14 +1,15 @@
 /**
  * `scgi serve`: serves a module's default export over SCGI, the way
  * `deno serve` serves it over HTTP; with `--workers N`, in N processes that
- * share the port.
+ * share the port, under a supervisor that reloads them on SIGHUP
+ * (cli/_supervisor.ts). The app module may also export scheduled jobs
+ * (cli/_cron.ts).
  *
  * @module
  */
 
-import { dirname, resolve } from "node:path";
-import { pathToFileURL } from "node:url";
-import { type ScgiHandler, scgiUrl, serve as scgiServe } from "../server.ts";
+import { resolve } from "node:path";
+import { scgiUrl, serve as scgiServe } from "../server.ts";
 import {
   CliError,
   duration,
@@ -19,13 +20,19 @@ import {
   parse,
   UsageError,
 } from "./_args.ts";
+import { describe, Scheduler } from "./_cron.ts";
+import { checkExtraFlags } from "./_permissions.ts";
+import { supervise } from "./_supervisor.ts";
+import { loadApp } from "./_worker.ts";
 
 /** The help text of `scgi serve`. */
-export const HELP = `Usage: scgi serve [options] APP.ts
+export const HELP = `Usage: scgi serve [options] APP.ts [-- WORKER FLAGS]
 
 Serves APP.ts over SCGI. APP.ts default-exports an object with a fetch
 method (the 'deno serve' convention, a Hono app) or a handler function
-(request, info) => Response. SIGINT/SIGTERM stop it gracefully.
+(request, info) => Response; it may also export scheduled jobs
+(export const cron = { name: { schedule | every, handler } }).
+SIGINT/SIGTERM stop it gracefully.
 
 Options:
   -p, --port N             TCP port (default 4000)
@@ -33,37 +40,55 @@ Options:
                            trusts its front end, keep it private)
   -s, --socket PATH        listen on a Unix socket instead of TCP
       --socket-mode MODE   octal file mode of the socket (e.g. 660)
-  -w, --workers N          run N worker processes sharing the TCP port
-                           (SO_REUSEPORT; Linux); a worker that dies is
-                           restarted
-      --reuse-port         listen with SO_REUSEPORT (needs --unstable-net;
-                           --workers passes it to each worker)
+  -w, --workers N          run N worker processes under a supervisor: they
+                           share the TCP port (SO_REUSEPORT; Linux), one that
+                           dies is restarted, SIGHUP replaces them all with
+                           the app loaded anew, dropping no request. With
+                           --socket, N is 1 (a reload binds PATH.new beside
+                           the socket and moves it over PATH)
+      --max-requests N     with --workers: replace a worker after it has
+                           answered N requests (its successor listens first)
+      --reuse-port         listen with SO_REUSEPORT (needs --unstable-net)
       --shutdown-timeout S seconds a graceful stop waits for requests
                            (default 30)
   -h, --help               show this help
+
+  After --, Deno flags for the workers beyond what they get by themselves
+  (their address, and read access to the app's folders): --allow-env=NAME,
+  --allow-write=PATH, --import-map=FILE, ... Each --allow-* must be held by
+  the supervisor too; a worker never gets more.
 
 Examples:
   scgi serve app.ts
   scgi serve app.ts --port 4001 --hostname 127.0.0.1
   scgi serve app.ts --socket /run/app/scgi.sock --socket-mode 660
-  scgi serve app.ts --port 4000 --workers 4
+  scgi serve app.ts --port 4000 --workers 4 --max-requests 10000
+  scgi serve app.ts --workers 2 -- --allow-env=DATABASE_URL
+  kill -HUP <supervisor pid>      # reload: new workers, then the old go
 
 Least permissions (see docs/cli.md):
   deno run --allow-net=127.0.0.1:4000 --allow-read=. cli.ts serve app.ts
+  with --workers, add --allow-run=<path of the deno binary>
 `;
 
 /** Runs `scgi serve` with its arguments; resolves to the exit status. */
 export async function serve(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, {
-    port: { type: "string", short: "p" },
-    hostname: { type: "string" },
-    socket: { type: "string", short: "s" },
-    "socket-mode": { type: "string" },
-    workers: { type: "string", short: "w" },
-    "reuse-port": { type: "boolean" },
-    "shutdown-timeout": { type: "string" },
-    help: { type: "boolean", short: "h" },
-  });
+  const dash = args.indexOf("--");
+  const workerArgs = dash >= 0 ? args.slice(dash + 1) : [];
+  const { values, positionals } = parse(
+    dash >= 0 ? args.slice(0, dash) : args,
+    {
+      port: { type: "string", short: "p" },
+      hostname: { type: "string" },
+      socket: { type: "string", short: "s" },
+      "socket-mode": { type: "string" },
+      workers: { type: "string", short: "w" },
+      "max-requests": { type: "string" },
+      "reuse-port": { type: "boolean" },
+      "shutdown-timeout": { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  );
   if (values.help) {
     await out(HELP);
     return 0;
@@ -93,33 +118,52 @@ export async function serve(args: string[]): Promise<number> {
     ? duration("--shutdown-timeout", values["shutdown-timeout"])
     : undefined;
   const appPath = resolve(app);
+  const socket = values.socket !== undefined
+    ? resolve(values.socket)
+    : undefined;
 
   if (values.workers !== undefined) {
     const workers = integer("--workers", values.workers, 1, 256);
-    if (values.socket !== undefined) {
+    if (socket !== undefined && workers !== 1) {
       throw new UsageError(
-        "--workers shares a TCP port; with a Unix socket run one 'scgi serve' per socket",
+        "with --socket, --workers must be 1: one socket path has one listener (for more processes, run one 'scgi serve' per socket behind an upstream group)",
       );
     }
-    if (port === 0) {
+    if (socket === undefined && port === 0) {
       throw new UsageError("--workers needs a --port other than 0");
     }
-    return await supervise(
+    const maxRequests = values["max-requests"] !== undefined
+      ? integer("--max-requests", values["max-requests"], 1)
+      : undefined;
+    const extra = checkExtraFlags(workerArgs);
+    return await supervise({
+      app: appPath,
       workers,
-      appPath,
-      port,
-      hostname,
-      values["shutdown-timeout"],
+      listen: socket !== undefined
+        ? { path: socket, beside: `${socket}.new` }
+        : { hostname, port },
+      ...(socketMode !== undefined ? { socketMode } : {}),
+      ...(maxRequests !== undefined ? { maxRequests } : {}),
+      ...(shutdownTimeout !== undefined ? { shutdownTimeout } : {}),
+      extra,
+    });
+  }
+  if (values["max-requests"] !== undefined) {
+    throw new UsageError(
+      "--max-requests needs --workers (a supervisor starts the successor)",
+    );
+  }
+  if (dash >= 0) {
+    throw new UsageError(
+      "flags after -- are for workers: give --workers, or pass them to deno run",
     );
   }
 
-  const handler = await loadHandler(appPath);
+  const { handler, jobs } = await loadApp(appPath);
   let server;
   try {
     server = scgiServe({
-      ...(values.socket !== undefined
-        ? { path: resolve(values.socket) }
-        : { port, hostname }),
+      ...(socket !== undefined ? { path: socket } : { port, hostname }),
       ...(socketMode !== undefined ? { socketMode } : {}),
       ...(values["reuse-port"] ? { reusePort: true } : {}),
       ...(shutdownTimeout !== undefined ? { shutdownTimeout } : {}),
@@ -133,176 +177,35 @@ export async function serve(args: string[]): Promise<number> {
       }`,
     );
   }
-  const removeSignals = onStopSignal(() => server.shutdown());
-  try {
-    await server.finished;
-  } finally {
-    removeSignals();
-  }
-  return 0;
-}
-
-/** Imports the app module and finds its handler. */
-async function loadHandler(path: string): Promise<ScgiHandler> {
-  try {
-    await Deno.stat(path);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) {
-      throw new CliError(`${path} does not exist`);
+  // Scheduled jobs run here, in the one process.
+  const running = new Set<Promise<unknown>>();
+  const scheduler = new Scheduler(async (name) => {
+    const run = Promise.resolve().then(() => jobs.get(name)!.handler());
+    running.add(run);
+    try {
+      await run;
+    } finally {
+      running.delete(run);
     }
-    throw error;
-  }
-  let module: { default?: unknown };
-  try {
-    module = await import(pathToFileURL(path).href);
-  } catch (error) {
-    throw new CliError(
-      `cannot load ${path}: ${(error as Error).message.split("\n")[0]}`,
-    );
-  }
-  const app = module.default;
-  if (typeof app === "function") return app as ScgiHandler;
-  if (
-    app && typeof app === "object" && "fetch" in app &&
-    typeof app.fetch === "function"
-  ) {
-    return (app.fetch as ScgiHandler).bind(app);
-  }
-  throw new CliError(
-    `${path} has no default export with a fetch method or handler function`,
-  );
-}
-
-/**
- * Runs `workers` processes of `scgi serve --reuse-port` (see
- * {@linkcode workerFlags} for their permissions), restarts one that dies,
- * and on SIGINT/SIGTERM stops them all gracefully.
- */
-async function supervise(
-  workers: number,
-  appPath: string,
-  port: number,
-  hostname: string,
-  shutdownTimeout: string | undefined,
-): Promise<number> {
-  const args = [
-    "run",
-    ...workerFlags(appPath, hostname, port),
-    new URL("../cli.ts", import.meta.url).href,
-    "serve",
-    appPath,
-    "--port",
-    String(port),
-    "--hostname",
-    hostname,
-    "--reuse-port",
-    ...(shutdownTimeout !== undefined
-      ? ["--shutdown-timeout", shutdownTimeout]
-      : []),
-  ];
-  const exec = Deno.execPath();
-  let stopping = false;
-  const children = new Map<number, Deno.ChildProcess>();
-  const exits: Promise<void>[] = [];
-  const allDone = Promise.withResolvers<void>();
-  let running = 0;
-
-  const start = (slot: number) => {
-    const child = new Deno.Command(exec, {
-      args,
-      stdin: "null",
-      stdout: "inherit",
-      stderr: "inherit",
-    }).spawn();
-    const started = Date.now();
-    children.set(slot, child);
-    running++;
-    console.error(`worker ${slot} pid ${child.pid} started`);
-    exits.push(child.status.then(async (status) => {
-      running--;
-      if (stopping) {
-        if (running === 0) allDone.resolve();
-        return;
-      }
-      console.error(
-        `worker ${slot} pid ${child.pid} exited (${
-          status.signal ? `signal ${status.signal}` : `status ${status.code}`
-        }); restarting`,
-      );
-      // One that dies at once (a broken app, a busy port) is retried
-      // slowly, not in a tight loop.
-      if (Date.now() - started < 1000) {
-        await new Promise((resolve) => setTimeout(resolve, 1000));
-      }
-      if (!stopping) start(slot);
-      else if (running === 0) allDone.resolve();
-    }));
-  };
-
-  for (let slot = 1; slot <= workers; slot++) start(slot);
-  console.error(
-    `Serving ${appPath} on scgi://${
-      hostname.includes(":") ? `[${hostname}]` : hostname
-    }:${port}/ with ${workers} workers (pid ${Deno.pid})`,
-  );
+  }, (text) => console.error(text));
   const removeSignals = onStopSignal(() => {
-    stopping = true;
-    for (const child of children.values()) {
-      try {
-        child.kill("SIGTERM");
-      } catch {
-        // Already gone.
-      }
-    }
+    scheduler.stop();
+    server.shutdown();
   });
   try {
-    await allDone.promise;
+    const specs = [...jobs.values()].map((job) => job.spec);
+    scheduler.update(specs);
+    for (const spec of specs) {
+      console.error(`cron job "${spec.name}" runs ${describe(spec)}`);
+    }
+    await server.finished;
+  } catch (error) {
+    scheduler.stop();
+    await server.shutdown();
+    throw error;
   } finally {
     removeSignals();
   }
-  await Promise.all(exits);
+  await Promise.allSettled(running);
   return 0;
-}
-
-const KINDS = ["read", "write", "net", "env", "sys", "run", "ffi"] as const;
-
-/**
- * The flags of a worker: `--unstable-net`, every permission this process
- * holds in full, and for those it holds only in part, the scopes a worker
- * needs (the port, the app's folder). Deno can't list a partial grant, and
- * forbids reading /proc/self/cmdline without --allow-all, so this is as
- * close as a copy of the command line gets.
- */
-function workerFlags(
-  appPath: string,
-  hostname: string,
-  port: number,
-): string[] {
-  const flags = ["--unstable-net"];
-  for (const name of KINDS) {
-    if (Deno.permissions.querySync({ name }).state === "granted") {
-      flags.push(`--allow-${name}`);
-      continue;
-    }
-    if (name === "net") {
-      const host = `${
-        hostname.includes(":") ? `[${hostname}]` : hostname
-      }:${port}`;
-      if (Deno.permissions.querySync({ name, host }).state !== "granted") {
-        throw new CliError(`--workers needs --allow-net=${host}`);
-      }
-      flags.push(`--allow-net=${host}`);
-    } else if (name === "read") {
-      const folder = dirname(appPath);
-      if (
-        Deno.permissions.querySync({ name, path: folder }).state !== "granted"
-      ) {
-        throw new CliError(
-          `--workers needs --allow-read=${folder} (the app's folder)`,
-        );
-      }
-      flags.push(`--allow-read=${folder}`);
-    }
-  }
-  return flags;
 }

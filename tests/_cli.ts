@@ -54,6 +54,15 @@ export interface CliProcess extends AsyncDisposable {
   stderr(): string;
   /** Waits until stdout+stderr match, and returns the match. */
   waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
+  /**
+   * Waits until stdout+stderr hold `count` matches of `pattern` (a global
+   * regexp), and returns them all.
+   */
+  waitForCount(
+    pattern: RegExp,
+    count: number,
+    timeoutMs?: number,
+  ): Promise<RegExpMatchArray[]>;
   /** Sends a signal (if still running). */
   kill(signal?: Deno.Signal): void;
   /** SIGTERM, then SIGKILL after 10 s; waits for the exit. */
@@ -61,13 +70,18 @@ export interface CliProcess extends AsyncDisposable {
 }
 
 /** Starts `deno run FLAGS cli.ts ARGS` in the background. */
-export function startCli(flags: string[], args: string[]): CliProcess {
+export function startCli(
+  flags: string[],
+  args: string[],
+  options: { cwd?: string; env?: Record<string, string> } = {},
+): CliProcess {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "--quiet", ...flags, CLI, ...args],
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
-    env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
+    env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1", ...options.env },
+    ...(options.cwd ? { cwd: options.cwd } : {}),
   }).spawn();
   let out = "";
   let err = "";
@@ -123,6 +137,24 @@ export function startCli(flags: string[], args: string[]): CliProcess {
         }
         if (Date.now() > deadline) {
           throw new Error(`no ${pattern} after ${timeoutMs} ms:\n${out}${err}`);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    },
+    async waitForCount(pattern, count, timeoutMs = 15_000) {
+      const deadline = Date.now() + timeoutMs;
+      while (true) {
+        const matches = [...(out + err).matchAll(pattern)];
+        if (matches.length >= count) return matches;
+        if (exited) {
+          throw new Error(
+            `exited after ${matches.length} of ${count} ${pattern}:\n${out}${err}`,
+          );
+        }
+        if (Date.now() > deadline) {
+          throw new Error(
+            `${matches.length} of ${count} ${pattern} after ${timeoutMs} ms:\n${out}${err}`,
+          );
         }
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
