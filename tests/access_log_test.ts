@@ -79,7 +79,8 @@ Deno.test("accessLog: counts the bytes actually sent, logs on failure and cancel
   assert.match(lines.at(-1)!, /"GET \/throw HTTP\/1\.1" 500 -$/);
 
   const failing = await client.fetch("/fail");
-  await assert.rejects(failing.text());
+  // As through serve(): the connection just ends after what was sent.
+  assert.equal(await failing.text(), "abcabc");
   assert.match(lines.at(-1)!, /"GET \/fail HTTP\/1\.1" 200 6$/);
 
   const endless = await client.fetch("/endless");

@@ -61,7 +61,11 @@ Deno.test("testClient: the handler sees exactly what serve() shows it for scgiFe
 
 Deno.test("testClient: relative paths, default client address, status text and cookies", async () => {
   const client = testClient((request, info) => {
-    const headers = new Headers({ "x-remote": info.env.REMOTE_ADDR ?? "none" });
+    const headers = new Headers({
+      "x-remote": `${info.env.REMOTE_ADDR ?? "none"} ${
+        (info.remoteAddr as Deno.NetAddr).hostname
+      }`,
+    });
     headers.append("set-cookie", "a=1");
     headers.append("set-cookie", "b=2");
     return new Response(new URL(request.url).pathname, {
@@ -73,7 +77,8 @@ Deno.test("testClient: relative paths, default client address, status text and c
   assert.equal(response.status, 404);
   assert.equal(response.statusText, "Not Found");
   assert.equal(response.url, "http://localhost/nowhere");
-  assert.equal(response.headers.get("x-remote"), "127.0.0.1");
+  // As scgiFetch: no REMOTE_ADDR unless given; the client is the connection.
+  assert.equal(response.headers.get("x-remote"), "none 127.0.0.1");
   assert.deepEqual(response.headers.getSetCookie(), ["a=1", "b=2"]);
   assert.equal(response.headers.get("content-length"), "8");
   assert.equal(await response.text(), "/nowhere");
@@ -133,20 +138,77 @@ Deno.test("testClient: default onError is a 500 without details", async () => {
   }
 });
 
-Deno.test("testClient: info.completed settles when the body was read or cancelled", async () => {
+Deno.test("testClient: info.completed fulfils once the answer is written, rejects when the client cancels first", async () => {
   const infos: ScgiHandlerInfo[] = [];
-  const client = testClient((_request, info) => {
+  const client = testClient((request, info) => {
     infos.push(info);
+    if (new URL(request.url).pathname === "/endless") {
+      const chunk = new TextEncoder().encode("x".repeat(1024));
+      return new Response(
+        new ReadableStream({
+          pull(controller) {
+            controller.enqueue(chunk);
+          },
+        }),
+      );
+    }
     return new Response(
       ReadableStream.from(["a", "b"]).pipeThrough(new TextEncoderStream()),
     );
   });
   const read = await client.fetch("/");
-  assert.equal(await read.text(), "ab");
   await infos[0]!.completed;
-  const cancelled = await client.fetch("/");
+  assert.equal(await read.text(), "ab");
+  const cancelled = await client.fetch("/endless");
   await cancelled.body!.cancel();
-  await assert.rejects(infos[1]!.completed);
+  await assert.rejects(
+    infos[1]!.completed,
+    (error) => error instanceof Deno.errors.BrokenPipe,
+  );
+});
+
+Deno.test("testClient: an answer larger than the connection holds waits for the reader", async () => {
+  let info: ScgiHandlerInfo | undefined;
+  const big = new Uint8Array(1024 * 1024).fill(0x61);
+  const client = testClient((_request, handlerInfo) => {
+    info = handlerInfo;
+    return new Response(big);
+  });
+  const response = await client.fetch("/");
+  let completed = false;
+  info!.completed.then(() => (completed = true));
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.equal(completed, false);
+  assert.equal((await response.bytes()).length, big.length);
+  await info!.completed;
+});
+
+Deno.test("testClient: each request comes on a connection of its own", async () => {
+  const client = testClient((_request, info) => Response.json(info.connAddr));
+  const first = await (await client.fetch("/")).json();
+  const second = await (await client.fetch("/")).json();
+  assert.equal(first.hostname, "127.0.0.1");
+  assert.notEqual(first.port, second.port);
+});
+
+Deno.test("testClient: a gemini: URL is sent as a Gemini server sends it", async () => {
+  const client = testClient((_request, info) =>
+    gemini.success(
+      `${info.env.GEMINI_URL} ${info.env.TLS_CLIENT_HASH} ${info.env.REQUEST_METHOD}`,
+    )
+  );
+  const response = await client.fetch("gemini://example.com/who", {
+    clientCertificate: { hash: "abc123" },
+  });
+  assert.equal(readGeminiStatus(response)?.status, 20);
+  assert.equal(
+    await response.text(),
+    "gemini://example.com/who abc123 undefined",
+  );
+  await assert.rejects(
+    client.fetch("gemini://example.com/", { method: "POST", body: "x" }),
+    TypeError,
+  );
 });
 
 Deno.test("testClient: a Gemini request gets the raw Gemini answer", async () => {
