@@ -584,7 +584,10 @@ class TestConnection implements AnswerSink, InfoSource {
   // the client left, if the handler is still working.
   #hungUp(): void {
     queueMicrotask(() => {
-      if (!this.closed && this.phase === "handler") this.#abort(HUNG_UP);
+      const phase = this.phase;
+      if (!this.closed && (phase === "handler" || phase === "writing")) {
+        this.#abort(HUNG_UP);
+      }
     });
   }
 

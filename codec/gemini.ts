@@ -363,7 +363,7 @@ function failureStatus(status: number, tens: number): number {
  * ```
  */
 export function isGeminiRequest(
-  env: Readonly<Record<string, string>>,
+  env: { readonly GEMINI_URL?: string | undefined },
 ): boolean {
   return typeof env.GEMINI_URL === "string" && env.GEMINI_URL !== "";
 }

@@ -27,7 +27,7 @@
  */
 
 import { ByteReader } from "./_byte_reader.ts";
-import { decodeVariables, variableList } from "./_variables.ts";
+import { decodeVariables } from "./_variables.ts";
 import type { ByteSource } from "./byte_source.ts";
 import { ScgiProtocolError } from "./errors.ts";
 
@@ -185,7 +185,7 @@ export function parseHeaderBlock(
   const decoded = decodeVariables(block, limits);
   return {
     env: decoded.env,
-    envList: variableList(decoded.strings),
+    envList: decoded.envList,
     contentLength: decoded.contentLength,
     nonUtf8: decoded.nonUtf8,
   };

@@ -13,8 +13,8 @@
 //
 // Private to the package.
 
-import { type DecodedVariables, decodeVariables } from "../codec/_variables.ts";
-import { requestFromCgi } from "../codec/cgi_request.ts";
+import { requestFromVariables } from "../codec/_cgi_to_request.ts";
+import { decodeVariables, type HeaderVariables } from "../codec/_variables.ts";
 import { ScgiProtocolError } from "../codec/errors.ts";
 import type { ScgiProtocol } from "../codec/gemini.ts";
 import { parseNetstringLength } from "../codec/request_head.ts";
@@ -182,7 +182,7 @@ export class Connection implements AnswerSink, InfoSource {
 
   async #serve(): Promise<void> {
     const host = this.#host;
-    let decoded: DecodedVariables;
+    let decoded: HeaderVariables;
     try {
       decoded = await this.#readHead();
     } catch (error) {
@@ -197,15 +197,15 @@ export class Connection implements AnswerSink, InfoSource {
       }
       return;
     }
-    const { env, contentLength } = decoded;
+    const contentLength = decoded.contentLength;
     this.phase = "handler";
     this.deadline = Date.now() + host.limits.handlerTimeout;
-    const method = env.REQUEST_METHOD || "GET";
-    const gemini = answersInGemini(host.protocol, env);
+    const method = decoded.REQUEST_METHOD || "GET";
+    const gemini = answersInGemini(host.protocol, decoded);
     const body = this.#body(contentLength);
     let request: Request;
     try {
-      request = requestFromCgi(env, {
+      request = requestFromVariables(decoded, decoded.http, {
         body,
         signal: this.#makeSignal,
         nonUtf8: decoded.nonUtf8,
@@ -219,7 +219,7 @@ export class Connection implements AnswerSink, InfoSource {
       );
       return;
     }
-    const info = new HandlerInfo(this, env, decoded.strings);
+    const info = new HandlerInfo(this, decoded);
     let response: Response;
     try {
       const answer = this.#callHandler(request, info);
@@ -256,7 +256,7 @@ export class Connection implements AnswerSink, InfoSource {
 
   // Reads until the whole netstring is in, and decodes it. The bytes after
   // it stay in the buffer for the body.
-  async #readHead(): Promise<DecodedVariables> {
+  async #readHead(): Promise<HeaderVariables> {
     const { maxHeaderBytes } = this.#host.limits;
     let prefix: { length: number; start: number } | undefined;
     while (
@@ -394,8 +394,8 @@ export class Connection implements AnswerSink, InfoSource {
     }
     if (result instanceof Response) return result;
     return new Promise<Response>((resolve, reject) => {
-      if (this.#aborted()) return reject(this.#reason());
-      this.#wake = reject;
+      if (this.#aborted()) reject(this.#reason());
+      else this.#wake = reject;
       Promise.resolve(result).then(
         (response) =>
           response instanceof Response ? response : host.failed(
@@ -538,7 +538,13 @@ export class Connection implements AnswerSink, InfoSource {
   // has gone.
   #watchHangUp(): void {
     const hungUp = () => {
-      if (!this.closed && this.phase === "handler") this.abort(HUNG_UP);
+      // Also while a body is written: a stream that has nothing to send
+      // (server-sent events) would otherwise hold the connection until it
+      // next writes.
+      const phase = this.phase;
+      if (!this.closed && (phase === "handler" || phase === "writing")) {
+        this.abort(HUNG_UP);
+      }
     };
     this.conn.read(DISCARD).then(
       (count) => count === null && hungUp(),

@@ -1,9 +1,8 @@
 // The info a handler gets beside its Request. Most handlers read none of it,
-// so everything that costs something (the client address object, the list
-// of variables in wire order, the completion promise) is made on first read,
-// as Deno.serve does with its own info. Private to the package.
+// so everything that costs something (the env object, the client address,
+// the list of variables in wire order, the completion promise) is made on
+// first read, as Deno.serve does with its own info. Private to the package.
 
-import { variableList } from "../codec/_variables.ts";
 import type { CgiEnv, CgiVariableList } from "../codec/request_head.ts";
 
 /** What the info is read from: the connection (or the test client). */
@@ -14,43 +13,43 @@ export interface InfoSource {
   readonly completed: Promise<void>;
 }
 
+/** The variables of the request, each form made when first read. */
+export interface InfoVariables {
+  readonly env: CgiEnv;
+  readonly envList: CgiVariableList;
+  /** Picked out already (the server's scan), else read from `env`. */
+  readonly REMOTE_ADDR?: string | undefined;
+  readonly REMOTE_PORT?: string | undefined;
+}
+
 /** The `ScgiHandlerInfo` of one request, with lazily made fields. */
 export class HandlerInfo {
-  /** Every CGI variable by name. */
-  readonly env: CgiEnv;
   readonly #source: InfoSource;
-  readonly #strings: string[];
+  readonly #variables: InfoVariables;
   #envList: CgiVariableList | undefined;
   #remoteAddr: Deno.Addr | undefined;
 
-  /**
-   * @param strings The decoded names and values (name, value, …, ""), from
-   * which the list is made when asked for; or the list itself.
-   */
-  constructor(
-    source: InfoSource,
-    env: CgiEnv,
-    strings: string[] | CgiVariableList,
-  ) {
+  constructor(source: InfoSource, variables: InfoVariables) {
     this.#source = source;
-    this.env = env;
-    if (typeof strings[0] === "string" || strings.length === 1) {
-      this.#strings = strings as string[];
-    } else {
-      this.#strings = [];
-      this.#envList = strings as CgiVariableList;
-    }
+    this.#variables = variables;
+  }
+
+  /** Every CGI variable by name. */
+  get env(): CgiEnv {
+    return this.#variables.env;
   }
 
   /** The client as the front end reports it, else the front end itself. */
   get remoteAddr(): Deno.Addr {
     if (this.#remoteAddr === undefined) {
-      const env = this.env;
-      this.#remoteAddr = env.REMOTE_ADDR
+      const variables = this.#variables;
+      const from = "REMOTE_ADDR" in variables ? variables : variables.env;
+      const hostname = from.REMOTE_ADDR;
+      this.#remoteAddr = hostname
         ? {
           transport: "tcp",
-          hostname: env.REMOTE_ADDR,
-          port: Number(env.REMOTE_PORT) || 0,
+          hostname,
+          port: Number(from.REMOTE_PORT) || 0,
         }
         : this.#source.connAddr;
     }
@@ -69,6 +68,6 @@ export class HandlerInfo {
 
   /** Every variable as received: wire order, repeats kept. */
   get envList(): CgiVariableList {
-    return this.#envList ??= variableList(this.#strings);
+    return this.#envList ??= this.#variables.envList;
   }
 }

@@ -11,7 +11,6 @@ import {
   isGeminiRequest,
   type ScgiProtocol,
 } from "../codec/gemini.ts";
-import type { CgiEnv } from "../codec/request_head.ts";
 import {
   encodeResponseHead,
   responseHasBody,
@@ -55,7 +54,7 @@ export function errorResponse(status: number, message: string): Response {
  */
 export function answersInGemini(
   protocol: ScgiProtocol | undefined,
-  env?: CgiEnv,
+  env?: { readonly GEMINI_URL?: string | undefined },
 ): boolean {
   if (protocol === "gemini") return true;
   if (protocol === "cgi" || env === undefined) return false;

@@ -430,3 +430,51 @@ Deno.test("serve: abortOnHangUp aborts request.signal when the front end closes 
   release.resolve();
   assert.equal(server.stats.aborted, 1);
 });
+
+Deno.test("serve: abortOnHangUp also ends an answer that streams nothing (server-sent events) when the front end closes", async () => {
+  const cancelled = Promise.withResolvers<unknown>();
+  const aborted = Promise.withResolvers<unknown>();
+  await using server = quietServer((request) => {
+    request.signal.addEventListener(
+      "abort",
+      () => aborted.resolve(request.signal.reason),
+    );
+    return new Response(
+      new ReadableStream({
+        start(controller) {
+          controller.enqueue(new TextEncoder().encode("event: hello\n\n"));
+          // Then nothing, for a long time.
+        },
+        cancel(reason) {
+          cancelled.resolve(reason);
+        },
+      }),
+      { headers: { "content-type": "text/event-stream" } },
+    );
+  }, { abortOnHangUp: true });
+  const conn = await connectTo(server.addr);
+  await conn.write(encodeRequestHead({ REQUEST_METHOD: "GET" }, 0));
+  const buffer = new Uint8Array(4096);
+  assert.ok((await conn.read(buffer))! > 0, "the head and the first event");
+  conn.close();
+  // A safety net, not a timed assertion: should the hang-up go unnoticed,
+  // fail instead of hanging.
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const unnoticed = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error("the hang-up went unnoticed")),
+      10_000,
+    );
+  });
+  try {
+    const reason = await Promise.race([aborted.promise, unnoticed]);
+    assert.equal((reason as DOMException).name, "AbortError");
+    await Promise.race([cancelled.promise, unnoticed]);
+  } finally {
+    clearTimeout(timer);
+  }
+  while (server.stats.active > 0) {
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  assert.equal(server.stats.aborted, 1);
+});
