@@ -44,6 +44,18 @@ export interface ConnectionCounters {
   aborted: number;
 }
 
+/**
+ * The socket a connection runs on: a `Deno.Conn`, or the test client's
+ * in-memory one.
+ */
+export interface ConnectionSocket {
+  read(buffer: Uint8Array): Promise<number | null>;
+  write(bytes: Uint8Array): Promise<number>;
+  closeWrite(): Promise<void>;
+  close(): void;
+  readonly remoteAddr: Deno.Addr;
+}
+
 /** What a connection needs from its server. */
 export interface ConnectionHost {
   readonly limits: ConnectionLimits;
@@ -84,7 +96,7 @@ const NOT_ABORTED = Symbol("not aborted");
 
 /** One accepted connection and the request on it. */
 export class Connection implements AnswerSink, InfoSource {
-  readonly conn: Deno.Conn;
+  readonly conn: ConnectionSocket;
   readonly #host: ConnectionHost;
   /** Neighbours in the server's list of open connections. */
   previous: Connection | undefined = undefined;
@@ -111,7 +123,7 @@ export class Connection implements AnswerSink, InfoSource {
   #completed: PromiseWithResolvers<void> | undefined;
   #outcome: { error: unknown } | null | undefined;
 
-  constructor(conn: Deno.Conn, host: ConnectionHost) {
+  constructor(conn: ConnectionSocket, host: ConnectionHost) {
     this.conn = conn;
     this.#host = host;
     this.deadline = Date.now() + host.limits.headerTimeout;
