@@ -14,10 +14,23 @@ import { readCgiResponse } from "../codec/cgi_response.ts";
 import { ScgiClientError } from "../codec/errors.ts";
 import type { ScgiProtocol } from "../codec/gemini.ts";
 
+/**
+ * Connects a target instead of `Deno.connect`: the test client's in-memory
+ * connection to the server it runs.
+ */
+export const CONNECT: unique symbol = Symbol("connect");
+
+/** A socket the call runs on: a `Deno.Conn` or the test client's. */
+export interface CallSocket {
+  read(buffer: Uint8Array): Promise<number | null>;
+  write(bytes: Uint8Array): Promise<number>;
+  close(): void;
+}
+
 /** Where to connect. */
 export type CallTarget =
-  | { hostname?: string; port: number }
-  | { path: string };
+  & ({ hostname?: string; port: number } | { path: string })
+  & { [CONNECT]?: () => Promise<CallSocket> };
 
 /** The limits and timeouts of a call, resolved to numbers. */
 export interface CallSettings {
@@ -43,6 +56,7 @@ const pool: Uint8Array[] = [];
 
 /** `host:port` or `unix:path`, for messages. */
 export function describeTarget(target: CallTarget): string {
+  if (target[CONNECT]) return "the test client's server";
   return "path" in target
     ? `unix:${target.path}`
     : `${target.hostname ?? "127.0.0.1"}:${target.port}`;
@@ -96,7 +110,7 @@ class Call implements ByteSource {
   readonly #target: CallTarget;
   readonly #signal: AbortSignal;
   readonly #settings: CallSettings;
-  #conn: Deno.Conn | undefined;
+  #conn: CallSocket | undefined;
   #phase: Phase = "connect";
   #failed: { error: unknown } | undefined;
   #closed = false;
@@ -115,14 +129,17 @@ class Call implements ByteSource {
     this.#settings = settings;
   }
 
-  async connect(): Promise<Deno.Conn> {
+  async connect(): Promise<CallSocket> {
     const signal = this.#signal;
     signal.throwIfAborted();
     signal.addEventListener("abort", this.#onAbort, { once: true });
     this.#arm(this.#settings.connectTimeout);
     const target = this.#target;
-    let connecting: Promise<Deno.Conn>;
-    if ("path" in target) {
+    let connecting: Promise<CallSocket>;
+    const custom = target[CONNECT];
+    if (custom) {
+      connecting = custom();
+    } else if ("path" in target) {
       connecting = Deno.connect({ transport: "unix", path: target.path });
     } else {
       // Giving up on a TCP connect cancels it: one left to finish on its own
@@ -301,7 +318,7 @@ class Call implements ByteSource {
   }
 }
 
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+async function writeAll(conn: CallSocket, bytes: Uint8Array): Promise<void> {
   let written = 0;
   while (written < bytes.length) {
     written += await conn.write(
@@ -311,7 +328,7 @@ async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
 }
 
 async function writeRequest(
-  conn: Deno.Conn,
+  conn: CallSocket,
   head: Uint8Array,
   body: OutgoingBody,
 ): Promise<void> {
