@@ -223,6 +223,8 @@ interface Options {
   wrkThreads: number;
   skipLoad: boolean;
   skipTransfer: boolean;
+  /** `--v8-flags=…` for every Deno backend alike (floor, Deno.serve, serve()). */
+  v8Flags: string[];
 }
 
 const USAGE = `deno run ${FLAGS} bench/nginx_bench.ts [options]
@@ -240,6 +242,8 @@ const USAGE = `deno run ${FLAGS} bench/nginx_bench.ts [options]
   --pin-both           every load run both not pinned and pinned
   --wrk-threads N      wrk threads (default 1)
   --skip-load, --skip-transfer
+  --v8-flags FLAGS     V8 flags for every Deno backend alike, e.g.
+                       --v8-flags=--max-semi-space-size=2
 `;
 
 function parseSize(text: string): number {
@@ -277,6 +281,7 @@ function parseOptions(args: string[]): Options {
       "wrk-threads": { type: "string", default: "1" },
       "skip-load": { type: "boolean", default: false },
       "skip-transfer": { type: "boolean", default: false },
+      "v8-flags": { type: "string", default: "" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -320,6 +325,7 @@ function parseOptions(args: string[]): Options {
     wrkThreads: positive("--wrk-threads", values["wrk-threads"]),
     skipLoad: values["skip-load"],
     skipTransfer: values["skip-transfer"] || values.quick,
+    v8Flags: values["v8-flags"] ? [`--v8-flags=${values["v8-flags"]}`] : [],
   };
 }
 
@@ -508,8 +514,14 @@ async function bench(cleanup: Cleanup, options: Options): Promise<void> {
         name,
         deno,
         setup.transport === "TCP"
-          ? ["run", "--allow-net=127.0.0.1", floor, String(port)]
-          : ["run", ...unixFlags, floor, `unix:${sock}`],
+          ? [
+            "run",
+            ...options.v8Flags,
+            "--allow-net=127.0.0.1",
+            floor,
+            String(port),
+          ]
+          : ["run", ...options.v8Flags, ...unixFlags, floor, `unix:${sock}`],
         { cwd: dir },
       );
     } else {
@@ -524,13 +536,22 @@ async function bench(cleanup: Cleanup, options: Options): Promise<void> {
         setup.transport === "TCP"
           ? [
             "run",
+            ...options.v8Flags,
             "--allow-net=127.0.0.1",
             self,
             "--serve",
             kind,
             String(port),
           ]
-          : ["run", ...unixFlags, self, "--serve", kind, sock],
+          : [
+            "run",
+            ...options.v8Flags,
+            ...unixFlags,
+            self,
+            "--serve",
+            kind,
+            sock,
+          ],
         { cwd: dir },
       );
     }
