@@ -23,6 +23,7 @@ import {
   answersInGemini,
   type AnswerSink,
   errorResponse,
+  plainOutput,
   writeAnswer,
 } from "./respond.ts";
 
@@ -116,6 +117,7 @@ export class Connection implements AnswerSink, InfoSource {
   #start = 0;
   #end = 0;
   #bodyDone = true;
+  #inBlock = false;
   #bodyRead: Promise<unknown> | undefined;
   #controller: AbortController | undefined;
   #abortReason: unknown = NOT_ABORTED;
@@ -194,9 +196,17 @@ export class Connection implements AnswerSink, InfoSource {
 
   async #serve(): Promise<void> {
     const host = this.#host;
-    let decoded: HeaderVariables;
+    let decoded: HeaderVariables | undefined;
     try {
-      decoded = await this.#readHead();
+      // Straight into the buffer until the netstring is whole; usually the
+      // first read brings all of it.
+      while ((decoded = this.#parseHead()) === undefined) {
+        const count = await this.conn.read(this.#buffer.subarray(this.#end));
+        if (count === null) {
+          throw endedEarly(this.#end, this.#inBlock ? "block" : "length");
+        }
+        this.#end += count;
+      }
     } catch (error) {
       if (this.timedOut || this.closed) return;
       if (error instanceof ScgiProtocolError) {
@@ -254,7 +264,10 @@ export class Connection implements AnswerSink, InfoSource {
     }
     this.phase = "writing";
     try {
-      await writeAnswer(this, response, method, gemini, host.failed);
+      // A plain answer is all there: one write, nothing that can fail first.
+      const plain = plainOutput(response, method, gemini, this.scratch);
+      if (plain) await this.write(plain);
+      else await writeAnswer(this, response, method, gemini, host.failed);
     } catch (error) {
       this.abort(error);
       this.#settle(error);
@@ -266,46 +279,31 @@ export class Connection implements AnswerSink, InfoSource {
     if (!this.#bodyDone) await this.#drain();
   }
 
-  // Reads until the whole netstring is in, and decodes it. The bytes after
-  // it stay in the buffer for the body.
-  async #readHead(): Promise<HeaderVariables> {
-    const { maxHeaderBytes } = this.#host.limits;
-    let prefix: { length: number; start: number } | undefined;
-    while (
-      !(prefix = parseNetstringLength(
-        this.#buffer.subarray(0, this.#end),
-        maxHeaderBytes,
-      ))
-    ) {
-      if (!await this.#fill()) throw endedEarly(this.#end, "length");
-    }
+  // The head, decoded, once the buffer holds the whole netstring (the bytes
+  // after it stay for the body); undefined while more is needed.
+  #parseHead(): HeaderVariables | undefined {
+    const limits = this.#host.limits;
+    const filled = this.#end;
+    const prefix = parseNetstringLength(
+      this.#buffer.subarray(0, filled),
+      limits.maxHeaderBytes,
+    );
+    if (prefix === undefined) return undefined;
+    this.#inBlock = true;
     const end = prefix.start + prefix.length;
     if (end + 1 > this.#buffer.length) {
       const larger = new Uint8Array(end + 1);
-      larger.set(this.#buffer.subarray(0, this.#end));
+      larger.set(this.#buffer.subarray(0, filled));
       this.#buffer = larger;
     }
-    while (this.#end <= end) {
-      if (!await this.#fill()) throw endedEarly(this.#end, "block");
-    }
+    if (filled <= end) return undefined;
     const buffer = this.#buffer;
     if (buffer[end] !== 0x2c) {
       throw new ScgiProtocolError(400, "netstring does not end with ','");
     }
-    const decoded = decodeVariables(
-      buffer.subarray(prefix.start, end),
-      this.#host.limits,
-    );
+    const decoded = decodeVariables(buffer.subarray(prefix.start, end), limits);
     this.#start = end + 1;
     return decoded;
-  }
-
-  // Reads more onto the end of the buffer; false at the end of input.
-  async #fill(): Promise<boolean> {
-    const n = await this.conn.read(this.#buffer.subarray(this.#end));
-    if (n === null) return false;
-    this.#end += n;
-    return true;
   }
 
   // The request body: null, the bytes when they all came with the head, or

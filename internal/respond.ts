@@ -111,6 +111,24 @@ export async function writeAnswer(
   }
 }
 
+/**
+ * The whole CGI output of a plain answer (a 200 whose only header is its
+ * content type, with a string or bytes body nobody has read), written into
+ * `scratch` when it fits; undefined for any other answer, which goes
+ * through {@linkcode writeAnswer}. A plain answer can't fail before it is
+ * written, so the caller may write these bytes as they are.
+ */
+export function plainOutput(
+  response: Response,
+  method: string,
+  gemini: boolean,
+  scratch: Uint8Array<ArrayBuffer> | undefined,
+): Uint8Array<ArrayBuffer> | undefined {
+  if (gemini || method === "HEAD") return undefined;
+  const plain = plainAnswer(response);
+  return plain && encodePlainCgi(plain, scratch);
+}
+
 function writeResponse(
   sink: AnswerSink,
   response: Response,
@@ -118,10 +136,8 @@ function writeResponse(
   gemini: boolean,
 ): Promise<void> {
   if (!gemini) {
-    const plain = method !== "HEAD" ? plainAnswer(response) : undefined;
-    if (plain) {
-      return Promise.resolve(sink.write(encodePlainCgi(plain, sink.scratch)));
-    }
+    const plain = plainOutput(response, method, gemini, sink.scratch);
+    if (plain) return Promise.resolve(sink.write(plain));
     return writeHeadAndBody(
       sink,
       (contentLength) => encodeResponseHead(response, contentLength),
