@@ -235,64 +235,66 @@ function joinRepeats(http: string[]): void {
 
 // Which of the variables a Request is built from the name at `start` is
 // (the name's constant), HTTP for another HTTP_* one, or OTHER; without
-// making a string of the name.
+// making a string of the name. The first letter and the length, then one
+// more letter, leave one candidate, which one comparison confirms.
 function classify(
   text: string,
   start: number,
   length: number,
 ): string | null {
+  let candidate: string | null = null;
   switch (text.charCodeAt(start)) {
     case 0x48: // H
       if (length >= 5 && text.startsWith("HTTP_", start)) {
-        return named(text, start, length, "HTTP_HOST") ? "HTTP_HOST" : HTTP;
+        return length === 9 && text.startsWith("HOST", start + 5)
+          ? "HTTP_HOST"
+          : HTTP;
       }
-      return named(text, start, length, "HTTPS") ? "HTTPS" : OTHER;
+      if (length === 5) candidate = "HTTPS";
+      break;
     case 0x43: // C
-      if (named(text, start, length, "CONTENT_LENGTH")) return "CONTENT_LENGTH";
-      return named(text, start, length, "CONTENT_TYPE")
-        ? "CONTENT_TYPE"
-        : OTHER;
+      if (length === 14) candidate = "CONTENT_LENGTH";
+      else if (length === 12) candidate = "CONTENT_TYPE";
+      break;
     case 0x52: // R
       if (length === 14) {
-        if (named(text, start, length, "REQUEST_METHOD")) {
-          return "REQUEST_METHOD";
-        }
-        if (named(text, start, length, "REQUEST_SCHEME")) {
-          return "REQUEST_SCHEME";
-        }
+        const letter = text.charCodeAt(start + 8);
+        candidate = letter === 0x4d // M
+          ? "REQUEST_METHOD"
+          : letter === 0x53 // S
+          ? "REQUEST_SCHEME"
+          : null;
       } else if (length === 11) {
-        if (named(text, start, length, "REQUEST_URI")) return "REQUEST_URI";
-        if (named(text, start, length, "REMOTE_ADDR")) return "REMOTE_ADDR";
-        if (named(text, start, length, "REMOTE_PORT")) return "REMOTE_PORT";
+        candidate = text.charCodeAt(start + 2) === 0x51 // Q
+          ? "REQUEST_URI"
+          : text.charCodeAt(start + 7) === 0x41 // A
+          ? "REMOTE_ADDR"
+          : "REMOTE_PORT";
       }
-      return OTHER;
+      break;
     case 0x53: // S
-      if (named(text, start, length, "SCGI")) return "SCGI";
-      if (length === 11) {
-        if (named(text, start, length, "SERVER_NAME")) return "SERVER_NAME";
-        if (named(text, start, length, "SERVER_PORT")) return "SERVER_PORT";
-        if (named(text, start, length, "SCRIPT_NAME")) return "SCRIPT_NAME";
+      if (length === 4) candidate = "SCGI";
+      else if (length === 11) {
+        candidate = text.charCodeAt(start + 1) === 0x43 // C
+          ? "SCRIPT_NAME"
+          : text.charCodeAt(start + 7) === 0x4e // N
+          ? "SERVER_NAME"
+          : "SERVER_PORT";
       }
-      return OTHER;
+      break;
     case 0x50: // P
-      return named(text, start, length, "PATH_INFO") ? "PATH_INFO" : OTHER;
+      if (length === 9) candidate = "PATH_INFO";
+      break;
     case 0x51: // Q
-      return named(text, start, length, "QUERY_STRING")
-        ? "QUERY_STRING"
-        : OTHER;
+      if (length === 12) candidate = "QUERY_STRING";
+      break;
     case 0x47: // G
-      return named(text, start, length, "GEMINI_URL") ? "GEMINI_URL" : OTHER;
+      if (length === 10) candidate = "GEMINI_URL";
+      break;
   }
-  return OTHER;
-}
-
-function named(
-  text: string,
-  start: number,
-  length: number,
-  name: string,
-): boolean {
-  return length === name.length && text.startsWith(name, start);
+  return candidate !== null && text.startsWith(candidate, start)
+    ? candidate
+    : OTHER;
 }
 
 /** The `[name, value]` pairs of decoded strings, in wire order. */
