@@ -303,8 +303,9 @@ function failureStatus(status: number, tens: number): number {
  * ```ts
  * import { isGeminiRequest } from "./gemini.ts";
  *
+ * const http: Record<string, string> = { REQUEST_URI: "/" };
  * console.assert(isGeminiRequest({ GEMINI_URL: "gemini://example.com/" }));
- * console.assert(!isGeminiRequest({ REQUEST_URI: "/" }));
+ * console.assert(!isGeminiRequest(http));
  * ```
  */
 export function isGeminiRequest(
