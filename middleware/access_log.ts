@@ -79,8 +79,11 @@
  * @module
  */
 
-import { geminiHeadFor, isGeminiRequest } from "../codec/gemini.ts";
 import type { Handler, MiddlewareInfo } from "./types.ts";
+import { line } from "./_log_format.ts";
+import { fileOutput, type Output, STDOUT, streamOutput } from "./_log_sink.ts";
+
+export { clfTime } from "./_log_format.ts";
 
 /** Options of {@linkcode accessLog}. */
 export interface AccessLogOptions {
@@ -145,71 +148,7 @@ export interface AccessLogMiddleware extends AsyncDisposable {
    */
   close(): Promise<void>;
 }
-
-const MONTHS = [
-  "Jan",
-  "Feb",
-  "Mar",
-  "Apr",
-  "May",
-  "Jun",
-  "Jul",
-  "Aug",
-  "Sep",
-  "Oct",
-  "Nov",
-  "Dec",
-];
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-// What the server answers a Gemini request whose handler threw: the 500 of
-// its onError, translated (geminiHeadFor).
-const GEMINI_SERVER_ERROR = 42;
-
-/**
- * The time as CLF writes it: `10/Oct/2000:13:55:36 -0700`, in the local
- * time zone.
- *
- * @param date The moment.
- * @returns The formatted time (without brackets).
- *
- * @example
- * ```ts
- * import { clfTime } from "./access_log.ts";
- *
- * console.assert(/^\d\d\/\w{3}\/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}$/.test(clfTime(new Date())));
- * ```
- */
-export function clfTime(date: Date): string {
-  const pad = (n: number) => String(n).padStart(2, "0");
-  const offset = -date.getTimezoneOffset();
-  const sign = offset >= 0 ? "+" : "-";
-  const abs = Math.abs(offset);
-  return `${pad(date.getDate())}/${
-    MONTHS[date.getMonth()]
-  }/${date.getFullYear()}:${pad(date.getHours())}:${pad(date.getMinutes())}:${
-    pad(date.getSeconds())
-  } ${sign}${pad(Math.floor(abs / 60))}${pad(abs % 60)}`;
-}
-
-// `"`, `\` and bytes outside printable ASCII become \xHH, as nginx does.
-// Header values hold bytes one per character; CGI variables are text,
-// written as their UTF-8 bytes.
-function escape(text: string, bytes = false): string {
-  return text.replace(
-    /[^ !#-[\]-~]/g,
-    (char) => {
-      const code = char.charCodeAt(0);
-      return bytes && code <= 0xff
-        ? hex(code)
-        : Array.from(encoder.encode(char), hex).join("");
-    },
-  );
-}
-
-function hex(byte: number): string {
-  return `\\x${byte.toString(16).toUpperCase().padStart(2, "0")}`;
-}
 
 /**
  * Access-log middleware.
@@ -326,51 +265,6 @@ export function accessLog(options: AccessLogOptions = {}): AccessLogMiddleware {
     [Symbol.asyncDispose]: { value: close },
   }) as AccessLogMiddleware;
 }
-
-// Where the bytes of a file or stream sink go.
-interface Output {
-  write(bytes: Uint8Array): Promise<void>;
-  close(): Promise<void>;
-}
-
-// Straight to the file, one write call a batch (no buffer of Deno's
-// between: FsFile.writable holds 64 KiB back).
-function fileOutput(
-  file: { write(bytes: Uint8Array): Promise<number>; close(): void },
-): Output {
-  return {
-    async write(bytes) {
-      let written = 0;
-      while (written < bytes.length) {
-        written += await file.write(bytes.subarray(written));
-      }
-    },
-    close() {
-      try {
-        file.close();
-      } catch {
-        // Closed already by its owner.
-      }
-      return Promise.resolve();
-    },
-  };
-}
-
-function streamOutput(writer: WritableStreamDefaultWriter<Uint8Array>): Output {
-  return {
-    write: (bytes) => writer.write(bytes),
-    close: () => writer.close().catch(() => {}),
-  };
-}
-
-// Standard output through write calls of its own, so that several logs (and
-// the rest of the program) can write to it: Deno.stdout.writable has one
-// writer. Never closed.
-const STDOUT: Output = {
-  ...fileOutput(Deno.stdout),
-  close: () => Promise.resolve(),
-};
-
 function counted(
   body: ReadableStream<Uint8Array>,
   done: (bytes: number) => void,
@@ -406,83 +300,4 @@ function counted(
       return reader.cancel(reason);
     },
   }, { highWaterMark: 0 });
-}
-
-function line(
-  request: Request,
-  info: MiddlewareInfo | undefined,
-  started: Date,
-  ended: Date,
-  response: Response | undefined,
-  bytes: number,
-  format: "common" | "combined" | "json",
-  options: AccessLogOptions,
-): string {
-  const env = info?.env ?? {};
-  const addr = info?.remoteAddr;
-  const host = env.REMOTE_ADDR ||
-    (addr && "hostname" in addr ? addr.hostname : "-");
-  // A Gemini request is a URL; its answer a Gemini status.
-  const gemini = isGeminiRequest(env);
-  let target: string;
-  let status: number;
-  if (gemini) {
-    target = env.GEMINI_URL!;
-    status = response ? geminiStatus(response) : GEMINI_SERVER_ERROR;
-  } else {
-    const url = new URL(request.url);
-    target = env.REQUEST_URI || url.pathname + url.search;
-    status = response ? response.status : 500;
-  }
-  const protocol = gemini ? "GEMINI" : env.SERVER_PROTOCOL || "HTTP/1.1";
-  if (format === "json") {
-    return JSON.stringify({
-      time: started.toISOString(),
-      remote: host,
-      user: env.REMOTE_USER || null,
-      method: gemini ? null : request.method,
-      target,
-      protocol,
-      status,
-      bytes,
-      ms: ended.getTime() - started.getTime(),
-      referer: headerText(request.headers.get("referer")),
-      agent: headerText(request.headers.get("user-agent")),
-    });
-  }
-  const user = env.REMOTE_USER ? escape(env.REMOTE_USER) : "-";
-  const requestLine = escape(
-    gemini ? target : `${request.method} ${target} ${protocol}`,
-  );
-  let text = `${escape(host)} - ${user} [${
-    clfTime(started)
-  }] "${requestLine}" ${status} ${bytes > 0 ? bytes : "-"}`;
-  if (format === "combined") {
-    const referer = request.headers.get("referer");
-    const agent = request.headers.get("user-agent");
-    text += ` "${referer ? escape(referer, true) : "-"}" "${
-      agent ? escape(agent, true) : "-"
-    }"`;
-  }
-  if (options.timeTaken) {
-    text += ` ${((ended.getTime() - started.getTime()) / 1000).toFixed(3)}`;
-  }
-  return text;
-}
-
-// The Gemini status the server writes for a response; one it can't write
-// (a bad x-gemini-status, an overlong meta) ends in onError's 500.
-function geminiStatus(response: Response): number {
-  try {
-    return geminiHeadFor(response).status;
-  } catch {
-    return GEMINI_SERVER_ERROR;
-  }
-}
-
-// A header value holds bytes, one per character; as text they are UTF-8
-// (U+FFFD for what is not).
-function headerText(value: string | null): string | null {
-  if (value === null || !/[\u0080-\u00ff]/.test(value)) return value;
-  return decoder.decode(Uint8Array.from(value, (char) => char.charCodeAt(0)));
 }
