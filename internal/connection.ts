@@ -11,14 +11,29 @@
 // - the head and a body that is there at once go out in one write;
 // - timeouts are deadlines the server's sweep checks, not timers.
 //
-// Private to the package.
+// Beside it: the head's buffer and its parsing (head_buffer.ts), a body that
+// streams in (request_body.ts), `info.completed` (completion.ts) and the
+// writing of the answer (respond.ts). Private to the package.
 
 import { requestFromVariables } from "../codec/_cgi_to_request.ts";
-import { decodeVariables, type HeaderVariables } from "../codec/_variables.ts";
+import type { HeaderVariables } from "../codec/_variables.ts";
 import { ScgiProtocolError } from "../codec/errors.ts";
 import type { ScgiProtocol } from "../codec/gemini.ts";
-import { parseNetstringLength } from "../codec/request_head.ts";
+import { completedPromise, type Outcome, settle } from "./completion.ts";
+import type {
+  ConnectionCounters,
+  ConnectionLimits,
+  ConnectionSocket,
+} from "./connection_types.ts";
 import { HandlerInfo, type InfoSource } from "./handler_info.ts";
+import {
+  endedEarly,
+  giveBackBuffer,
+  type HeadBuffer,
+  parseHead,
+  takeBuffer,
+} from "./head_buffer.ts";
+import { type BodySource, streamedBody } from "./request_body.ts";
 import {
   answersInGemini,
   type AnswerSink,
@@ -27,35 +42,11 @@ import {
   writeAnswer,
 } from "./respond.ts";
 
-/** The limits and timeouts a connection keeps, all resolved to numbers. */
-export interface ConnectionLimits {
-  maxHeaderBytes: number;
-  maxVariables: number;
-  maxBodyBytes: number;
-  headerTimeout: number;
-  idleTimeout: number;
-  handlerTimeout: number;
-}
-
-/** The counters a connection updates (the server's stats). */
-export interface ConnectionCounters {
-  completed: number;
-  protocolErrors: number;
-  timeouts: number;
-  aborted: number;
-}
-
-/**
- * The socket a connection runs on: a `Deno.Conn`, or the test client's
- * in-memory one.
- */
-export interface ConnectionSocket {
-  read(buffer: Uint8Array): Promise<number | null>;
-  write(bytes: Uint8Array): Promise<number>;
-  closeWrite(): Promise<void>;
-  close(): void;
-  readonly remoteAddr: Deno.Addr;
-}
+export type {
+  ConnectionCounters,
+  ConnectionLimits,
+  ConnectionSocket,
+} from "./connection_types.ts";
 
 /** What a connection needs from its server. */
 export interface ConnectionHost {
@@ -75,14 +66,6 @@ export interface ConnectionHost {
 
 type Phase = "head" | "handler" | "writing" | "done" | "draining";
 
-// Reads of the head go into pooled buffers; a head that does not fit gets a
-// buffer of its own. Body bytes are copied out, so the buffer is free again
-// as soon as the request is built.
-const BUFFER_BYTES = 16 * 1024;
-const MAX_POOLED = 256;
-const pool: Uint8Array<ArrayBuffer>[] = [];
-// A streamed body is read in pieces of up to this many bytes.
-const BODY_READ_BYTES = 64 * 1024;
 // What is read only to be thrown away (a body nobody wanted, the end of the
 // input) goes here; many reads may share it.
 const DISCARD = new Uint8Array(64 * 1024);
@@ -96,7 +79,8 @@ const HUNG_UP = new DOMException(
 const NOT_ABORTED = Symbol("not aborted");
 
 /** One accepted connection and the request on it. */
-export class Connection implements AnswerSink, InfoSource {
+export class Connection
+  implements AnswerSink, InfoSource, BodySource, HeadBuffer {
   readonly conn: ConnectionSocket;
   readonly #host: ConnectionHost;
   /** Neighbours in the server's list of open connections. */
@@ -112,24 +96,25 @@ export class Connection implements AnswerSink, InfoSource {
   closed = false;
   chunks = 0;
   stopBody: ((reason: unknown) => void) | undefined = undefined;
+  bodyRead: Promise<unknown> | undefined = undefined;
 
-  #buffer: Uint8Array<ArrayBuffer>;
-  #start = 0;
-  #end = 0;
+  /** The head's buffer, and where in it the unread body bytes are. */
+  buffer: Uint8Array<ArrayBuffer>;
+  start = 0;
+  end = 0;
   #bodyDone = true;
-  #inBlock = false;
-  #bodyRead: Promise<unknown> | undefined;
+  inBlock = false;
   #controller: AbortController | undefined;
   #abortReason: unknown = NOT_ABORTED;
   #wake: ((reason: unknown) => void) | undefined;
-  #completed: PromiseWithResolvers<void> | undefined;
-  #outcome: { error: unknown } | null | undefined;
+  completion: PromiseWithResolvers<void> | undefined = undefined;
+  outcome: Outcome = undefined;
 
   constructor(conn: ConnectionSocket, host: ConnectionHost) {
     this.conn = conn;
     this.#host = host;
     this.deadline = Date.now() + host.limits.headerTimeout;
-    this.#buffer = pool.pop() ?? new Uint8Array(BUFFER_BYTES);
+    this.buffer = takeBuffer();
   }
 
   /** Serves the connection to its end; never rejects. */
@@ -141,11 +126,8 @@ export class Connection implements AnswerSink, InfoSource {
       console.error("scgi: connection failed:", error);
     } finally {
       this.close();
-      this.#settle(CONNECTION_CLOSED);
-      const buffer = this.#buffer;
-      if (buffer.length === BUFFER_BYTES && pool.length < MAX_POOLED) {
-        pool.push(buffer);
-      }
+      settle(this, CONNECTION_CLOSED);
+      giveBackBuffer(this.buffer);
       this.#host.released(this);
     }
   }
@@ -157,22 +139,14 @@ export class Connection implements AnswerSink, InfoSource {
   }
 
   get completed(): Promise<void> {
-    if (this.#completed === undefined) {
-      const completed = Promise.withResolvers<void>();
-      completed.promise.catch(() => {});
-      this.#completed = completed;
-      const outcome = this.#outcome;
-      if (outcome === null) completed.resolve();
-      else if (outcome !== undefined) completed.reject(outcome.error);
-    }
-    return this.#completed.promise;
+    return completedPromise(this);
   }
 
   // --- AnswerSink: the writer hands over chunks here.
 
   /** The read buffer, free once the body is no longer read from it. */
   get scratch(): Uint8Array<ArrayBuffer> | undefined {
-    return this.#bodyDone ? this.#buffer : undefined;
+    return this.#bodyDone ? this.buffer : undefined;
   }
 
   async write(chunk: Uint8Array<ArrayBuffer>): Promise<void> {
@@ -192,6 +166,38 @@ export class Connection implements AnswerSink, InfoSource {
     this.deadline = Infinity;
   }
 
+  // --- BodySource: what a streamed request body reads through.
+
+  get idleTimeout(): number {
+    return this.#host.limits.idleTimeout;
+  }
+
+  get requestOver(): boolean {
+    return this.phase === "draining" || this.closed;
+  }
+
+  get closedReason(): unknown {
+    return CONNECTION_CLOSED;
+  }
+
+  takeBuffered(max: number): Uint8Array<ArrayBuffer> | undefined {
+    const start = this.start;
+    if (start >= this.end) return undefined;
+    const count = Math.min(max, this.end - start);
+    this.start += count;
+    return this.buffer.slice(start, start + count);
+  }
+
+  bodyFailed(error: ScgiProtocolError): void {
+    this.#abortRequest(error, true);
+    this.close();
+  }
+
+  bodyEnded(): void {
+    this.#bodyDone = true;
+    if (this.#host.abortOnHangUp) this.#watchHangUp();
+  }
+
   // --- The life cycle.
 
   async #serve(): Promise<void> {
@@ -200,12 +206,12 @@ export class Connection implements AnswerSink, InfoSource {
     try {
       // Straight into the buffer until the netstring is whole; usually the
       // first read brings all of it.
-      while ((decoded = this.#parseHead()) === undefined) {
-        const count = await this.conn.read(this.#buffer.subarray(this.#end));
+      while ((decoded = parseHead(this, host.limits)) === undefined) {
+        const count = await this.conn.read(this.buffer.subarray(this.end));
         if (count === null) {
-          throw endedEarly(this.#end, this.#inBlock ? "block" : "length");
+          throw endedEarly(this);
         }
-        this.#end += count;
+        this.end += count;
       }
     } catch (error) {
       if (this.timedOut || this.closed) return;
@@ -248,7 +254,7 @@ export class Connection implements AnswerSink, InfoSource {
       response = answer instanceof Response ? answer : await answer;
     } catch (error) {
       // Timed out or the front end went away while the handler ran.
-      this.#settle(error);
+      settle(this, error);
       if (this.timedOut && this.phase === "handler" && !this.closed) {
         await this.#answerAlone(
           errorResponse(503, "the handler did not answer in time"),
@@ -270,40 +276,13 @@ export class Connection implements AnswerSink, InfoSource {
       else await writeAnswer(this, response, method, gemini, host.failed);
     } catch (error) {
       this.abort(error);
-      this.#settle(error);
+      settle(this, error);
       return;
     }
     this.phase = "done";
     host.counters.completed++;
-    this.#settle(null);
+    settle(this, null);
     if (!this.#bodyDone) await this.#drain();
-  }
-
-  // The head, decoded, once the buffer holds the whole netstring (the bytes
-  // after it stay for the body); undefined while more is needed.
-  #parseHead(): HeaderVariables | undefined {
-    const limits = this.#host.limits;
-    const filled = this.#end;
-    const prefix = parseNetstringLength(
-      this.#buffer.subarray(0, filled),
-      limits.maxHeaderBytes,
-    );
-    if (prefix === undefined) return undefined;
-    this.#inBlock = true;
-    const end = prefix.start + prefix.length;
-    if (end + 1 > this.#buffer.length) {
-      const larger = new Uint8Array(end + 1);
-      larger.set(this.#buffer.subarray(0, filled));
-      this.#buffer = larger;
-    }
-    if (filled <= end) return undefined;
-    const buffer = this.#buffer;
-    if (buffer[end] !== 0x2c) {
-      throw new ScgiProtocolError(400, "netstring does not end with ','");
-    }
-    const decoded = decodeVariables(buffer.subarray(prefix.start, end), limits);
-    this.#start = end + 1;
-    return decoded;
   }
 
   // The request body: null, the bytes when they all came with the head, or
@@ -315,76 +294,14 @@ export class Connection implements AnswerSink, InfoSource {
       if (this.#host.abortOnHangUp) this.#watchHangUp();
       return null;
     }
-    if (this.#end - this.#start >= length) {
-      const start = this.#start;
-      this.#start += length;
+    if (this.end - this.start >= length) {
+      const start = this.start;
+      this.start += length;
       if (this.#host.abortOnHangUp) this.#watchHangUp();
-      return this.#buffer.slice(start, start + length);
+      return this.buffer.slice(start, start + length);
     }
     this.#bodyDone = false;
-    let remaining = length;
-    const fail = (error: ScgiProtocolError) => {
-      this.#abortRequest(error, true);
-      this.close();
-      throw error;
-    };
-    return new ReadableStream<Uint8Array<ArrayBuffer>>({
-      pull: async (controller) => {
-        let chunk: Uint8Array<ArrayBuffer>;
-        if (this.#start < this.#end) {
-          const count = Math.min(remaining, this.#end - this.#start);
-          chunk = this.#buffer.slice(this.#start, this.#start + count);
-          this.#start += count;
-        } else {
-          if (this.phase === "draining" || this.closed) {
-            return fail(
-              new ScgiProtocolError(400, "the request is over", {
-                cause: CONNECTION_CLOSED,
-              }),
-            );
-          }
-          const piece = new Uint8Array(Math.min(remaining, BODY_READ_BYTES));
-          let count: number | null;
-          this.readDeadline = Date.now() + this.#host.limits.idleTimeout;
-          const reading = this.conn.read(piece);
-          this.#bodyRead = reading;
-          try {
-            count = await reading;
-          } catch (cause) {
-            return fail(
-              new ScgiProtocolError(
-                400,
-                `request body failed after ${
-                  length - remaining
-                } of ${length} bytes`,
-                { cause },
-              ),
-            );
-          } finally {
-            this.readDeadline = Infinity;
-            this.#bodyRead = undefined;
-          }
-          if (count === null) {
-            return fail(
-              new ScgiProtocolError(
-                400,
-                `request body ended after ${
-                  length - remaining
-                } of ${length} bytes`,
-              ),
-            );
-          }
-          chunk = count === piece.length ? piece : piece.slice(0, count);
-        }
-        remaining -= chunk.length;
-        controller.enqueue(chunk);
-        if (remaining === 0) {
-          controller.close();
-          this.#bodyDone = true;
-          if (this.#host.abortOnHangUp) this.#watchHangUp();
-        }
-      },
-    }, { highWaterMark: 0 });
+    return streamedBody(this, length);
   }
 
   // Calls the handler. An answer given at once is returned as it is; a
@@ -496,18 +413,6 @@ export class Connection implements AnswerSink, InfoSource {
     this.abort(reason);
   }
 
-  // Settles `completed` (made or not yet): fulfilled with `null`, else
-  // rejected with the reason.
-  #settle(failure: unknown): void {
-    if (this.#outcome !== undefined) return;
-    const outcome = failure === null ? null : { error: failure };
-    this.#outcome = outcome;
-    const completed = this.#completed;
-    if (completed === undefined) return;
-    if (outcome === null) completed.resolve();
-    else completed.reject(outcome.error);
-  }
-
   // An answer the server gives on its own, then the end of the connection.
   async #answerAlone(
     response: Response,
@@ -533,7 +438,7 @@ export class Connection implements AnswerSink, InfoSource {
     try {
       await this.conn.closeWrite();
       // The handler may still have a body read pending.
-      await this.#bodyRead?.catch(() => {});
+      await this.bodyRead?.catch(() => {});
       while (true) {
         this.deadline = Date.now() + this.#host.limits.idleTimeout;
         if (await this.conn.read(DISCARD) === null) break;
@@ -561,13 +466,4 @@ export class Connection implements AnswerSink, InfoSource {
       hungUp,
     );
   }
-}
-
-function endedEarly(received: number, where: string): ScgiProtocolError {
-  return new ScgiProtocolError(
-    400,
-    received === 0 && where === "length"
-      ? "connection closed before a request was sent"
-      : `connection closed inside the header ${where} after ${received} bytes`,
-  );
 }
