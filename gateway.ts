@@ -40,10 +40,22 @@
 import {
   createClient,
   type ScgiBackend,
-  type ScgiClient,
   type ScgiClientOptions,
 } from "./client.ts";
 import { ScgiClientError } from "./codec/errors.ts";
+import {
+  BackendPool,
+  type BackendSlot,
+  describeBackend,
+} from "./internal/backend_pool.ts";
+import {
+  cancelBody,
+  clientClosed,
+  errorResponse,
+  neverConnected,
+  releaseWhenDone,
+  textResponse,
+} from "./internal/gateway_answers.ts";
 import { readWhole } from "./internal/read_whole.ts";
 
 export type { ScgiBackend, ScgiClientOptions } from "./client.ts";
@@ -117,18 +129,6 @@ export interface ScgiProxyOptions
   serverName?: string;
   /** `SERVER_PORT`. By default the request URL's port or its scheme's. */
   serverPort?: number;
-}
-
-interface Slot {
-  client: ScgiClient;
-  name: string;
-  active: number;
-  downUntil: number;
-}
-
-interface Waiter {
-  resolve: () => void;
-  timer: ReturnType<typeof setTimeout> | undefined;
 }
 
 const DEFAULT_RETRY_INTERVAL = 5000;
@@ -208,7 +208,7 @@ export function scgiProxy(options: ScgiProxyOptions): ScgiProxyHandler {
     ...(Object.keys(env).length > 0 ? { env } : {}),
     scriptName: mount,
   };
-  const slots: Slot[] = options.backends.map((spec) => {
+  const pool = new BackendPool(options.backends.map((spec) => {
     const backend = parseBackend(spec);
     return {
       client: createClient(backend, clientOptions),
@@ -216,61 +216,7 @@ export function scgiProxy(options: ScgiProxyOptions): ScgiProxyHandler {
       active: 0,
       downUntil: 0,
     };
-  });
-  const waiters: Waiter[] = [];
-  let next = 0;
-
-  const release = (slot: Slot) => {
-    slot.active--;
-    const waiter = waiters.shift();
-    if (waiter) {
-      clearTimeout(waiter.timer);
-      waiter.resolve();
-    }
-  };
-
-  // Backends in round-robin order from the next one: those up first, then
-  // those marked down (tried only when no other one takes the request).
-  const order = (): Slot[] => {
-    const start = next;
-    next = (next + 1) % slots.length;
-    const now = Date.now();
-    const up: Slot[] = [];
-    const down: Slot[] = [];
-    for (let i = 0; i < slots.length; i++) {
-      const slot = slots[(start + i) % slots.length]!;
-      (slot.downUntil > now ? down : up).push(slot);
-    }
-    return [...up, ...down];
-  };
-
-  const waitForSlot = (
-    timeout: number,
-    signal: AbortSignal,
-  ): Promise<boolean> => {
-    if (timeout <= 0 || signal.aborted) return Promise.resolve(false);
-    return new Promise((resolve) => {
-      const waiter: Waiter = {
-        resolve: () => {
-          signal.removeEventListener("abort", onAbort);
-          resolve(true);
-        },
-        timer: undefined,
-      };
-      const give = () => {
-        const at = waiters.indexOf(waiter);
-        if (at >= 0) waiters.splice(at, 1);
-        signal.removeEventListener("abort", onAbort);
-        clearTimeout(waiter.timer);
-        resolve(false);
-      };
-      const onAbort = () => give();
-      waiter.timer = setTimeout(give, timeout);
-      signal.addEventListener("abort", onAbort, { once: true });
-      waiters.push(waiter);
-    });
-  };
-
+  }));
   return async (request, info) => {
     const url = new URL(request.url);
     if (!inMount(url.pathname, mount)) {
@@ -312,13 +258,13 @@ export function scgiProxy(options: ScgiProxyOptions): ScgiProxyHandler {
       };
       const call = remoteAddr ? { remoteAddr } : {};
 
-      const unreachable: Slot[] = [];
+      const unreachable: BackendSlot[] = [];
       const reasons: string[] = [];
       let timedOut = false;
       const deadline = Date.now() + queueTimeout;
       while (true) {
         let full = false;
-        for (const slot of order()) {
+        for (const slot of pool.order()) {
           if (slot.active >= maxConcurrent) {
             full = true;
             continue;
@@ -333,7 +279,7 @@ export function scgiProxy(options: ScgiProxyOptions): ScgiProxyHandler {
             });
             response = await slot.client.fetch(forward, call);
           } catch (error) {
-            release(slot);
+            pool.release(slot);
             if (signal.aborted) return await clientClosed(body);
             if (neverConnected(error)) {
               slot.downUntil = Date.now() + retryInterval;
@@ -345,7 +291,7 @@ export function scgiProxy(options: ScgiProxyOptions): ScgiProxyHandler {
             return errorResponse(error);
           }
           slot.downUntil = 0;
-          return releaseWhenDone(response, () => release(slot));
+          return releaseWhenDone(response, () => pool.release(slot));
         }
         if (!full) {
           await cancelBody(body);
@@ -355,7 +301,7 @@ export function scgiProxy(options: ScgiProxyOptions): ScgiProxyHandler {
           );
         }
         // The backends not yet tried are all at maxConcurrent: wait for one.
-        if (!await waitForSlot(deadline - Date.now(), signal)) {
+        if (!await pool.waitForSlot(deadline - Date.now(), signal)) {
           if (signal.aborted) return await clientClosed(body);
           await cancelBody(body);
           return textResponse(503, "every SCGI backend is busy");
@@ -443,106 +389,4 @@ export function parseBackend(spec: ScgiBackend | string): ScgiBackend {
     );
   }
   return { hostname: match[1] ?? (match[2] || "127.0.0.1"), port };
-}
-
-function describeBackend(backend: ScgiBackend): string {
-  if ("path" in backend) return `unix:${backend.path}`;
-  const host = backend.hostname ?? "127.0.0.1";
-  return `${host.includes(":") ? `[${host}]` : host}:${backend.port}`;
-}
-
-// True when the connection was never made, so nothing of the request went
-// out and another backend may take it: refused, no socket, not accepted in
-// time. The client says "cannot connect" only from its connect step.
-function neverConnected(error: unknown): error is ScgiClientError {
-  if (!(error instanceof ScgiClientError)) return false;
-  return error.code === "connection_refused" ||
-    error.code === "connect_timeout" ||
-    (error.code === "connection_failed" &&
-      error.message.startsWith("cannot connect"));
-}
-
-// The answer for a client that left before the backend's head: nginx's 499
-// ("client closed request"), for the access log; nobody reads it.
-async function clientClosed(
-  body: ReadableStream<Uint8Array> | Uint8Array | null,
-): Promise<Response> {
-  await cancelBody(body);
-  return new Response(null, { status: 499 });
-}
-
-function errorResponse(error: unknown): Response {
-  if (error instanceof ScgiClientError) {
-    switch (error.code) {
-      case "connect_timeout":
-      case "head_timeout":
-      case "idle_timeout":
-        return textResponse(504, `SCGI backend timed out: ${error.message}`);
-      case "request_too_large":
-        return textResponse(413, error.message);
-      case "request_body_mismatch":
-        return textResponse(400, error.message);
-      default:
-        return textResponse(502, `bad SCGI backend: ${error.message}`);
-    }
-  }
-  return textResponse(
-    502,
-    `bad SCGI backend: ${(error as Error)?.message ?? error}`,
-  );
-}
-
-function textResponse(status: number, message: string): Response {
-  return new Response(message + "\n", {
-    status,
-    headers: { "content-type": "text/plain; charset=utf-8" },
-  });
-}
-
-async function cancelBody(
-  body: ReadableStream<Uint8Array> | Uint8Array | null,
-): Promise<void> {
-  if (body instanceof ReadableStream) await body.cancel().catch(() => {});
-}
-
-// Calls done once the response body has ended, failed or been cancelled.
-function releaseWhenDone(response: Response, done: () => void): Response {
-  const source = response.body;
-  if (!source) {
-    done();
-    return response;
-  }
-  let released = false;
-  const finish = () => {
-    if (!released) {
-      released = true;
-      done();
-    }
-  };
-  const reader = source.getReader();
-  const body = new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      try {
-        const { done, value } = await reader.read();
-        if (done) {
-          finish();
-          controller.close();
-        } else {
-          controller.enqueue(value);
-        }
-      } catch (error) {
-        finish();
-        controller.error(error);
-      }
-    },
-    async cancel(reason) {
-      finish();
-      await reader.cancel(reason).catch(() => {});
-    },
-  });
-  return new Response(body, {
-    status: response.status,
-    statusText: response.statusText,
-    headers: response.headers,
-  });
 }
