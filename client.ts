@@ -39,6 +39,7 @@ import { cgiFromRequest } from "./codec/cgi_request.ts";
 import { encodeRequestHead } from "./codec/header_encoder.ts";
 import { call, type OutgoingBody } from "./internal/client_call.ts";
 import { readWhole } from "./internal/read_whole.ts";
+import { startClientSpan, telemetryEnabled } from "./internal/telemetry.ts";
 import { cgiFromGeminiRequest, type ScgiProtocol } from "./codec/gemini.ts";
 
 /** Where an SCGI backend listens: TCP, or a Unix socket path. */
@@ -288,14 +289,38 @@ async function send(
     });
   }
   // A call's env adds to the client's (the call's names win).
-  const extra = init.env && defaults.env
+  let extra = init.env && defaults.env
     ? { ...defaults.env, ...init.env }
     : settings.env;
+  // With telemetry on: a client span, its context sent as HTTP_TRACEPARENT.
+  const span = telemetryEnabled()
+    ? await startClientSpan(request, url, backend)
+    : undefined;
+  if (span) extra = { ...extra, ...span.variables };
   const variables = extra ? mergeEnv(env, extra) : env;
-  const body = await requestBody(request, init, settings.maxBufferedBodyBytes);
-  const head = encodeRequestHead(variables, body.length);
-
-  return await call(backend, request, head, body, settings);
+  if (!span) {
+    const body = await requestBody(
+      request,
+      init,
+      settings.maxBufferedBodyBytes,
+    );
+    const head = encodeRequestHead(variables, body.length);
+    return await call(backend, request, head, body, settings);
+  }
+  try {
+    const body = await requestBody(
+      request,
+      init,
+      settings.maxBufferedBodyBytes,
+    );
+    const head = encodeRequestHead(variables, body.length);
+    const response = await call(backend, request, head, body, settings);
+    span.answered(response);
+    return response;
+  } catch (error) {
+    span.failed(error);
+    throw error;
+  }
 }
 
 function defined<T extends object>(options: T): Partial<T> {

@@ -13,6 +13,7 @@ import {
 } from "./connection.ts";
 import type { HandlerInfo } from "./handler_info.ts";
 import { answerFailure } from "./respond.ts";
+import { telemetryEnabled, traceHandler } from "./telemetry.ts";
 
 /** The settings `serve()` resolved from its options (defaults applied). */
 export interface CoreSettings extends ConnectionLimits {
@@ -80,7 +81,10 @@ export class ServerCore implements ConnectionHost, AsyncDisposable {
     ) => Response | Promise<Response>,
   ) {
     this.#settings = settings;
-    this.handler = handler;
+    // Telemetry wraps the handler once, here; with it off, nothing changes.
+    this.handler = telemetryEnabled()
+      ? traceHandler(handler, this.failed)
+      : handler;
     this.limits = settings;
     this.protocol = settings.protocol;
     this.abortOnHangUp = settings.abortOnHangUp;
