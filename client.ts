@@ -11,6 +11,10 @@
  * `codec/gemini.ts`). {@linkcode createClient} binds a backend once for a
  * mounted application.
  *
+ * With `OTEL_DENO=true`, each call makes an OpenTelemetry client span and
+ * sends its context to the backend as `HTTP_TRACEPARENT` (and
+ * `HTTP_TRACESTATE`), as a front end would (see docs/telemetry.md).
+ *
  * @example Calling rtorrent (`deno run --allow-net=127.0.0.1:5000 rpc.ts`)
  * ```ts ignore
  * import { scgiFetch } from "./client.ts";

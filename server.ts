@@ -7,6 +7,10 @@
  * completely (the front end says who the client is), so the port must not be
  * reachable from anywhere else.
  *
+ * With `OTEL_DENO=true`, each request gets an OpenTelemetry server span, a
+ * child of the `traceparent` the front end passes as `HTTP_TRACEPARENT`, and
+ * Deno.serve's `http.server.*` metrics (see docs/telemetry.md).
+ *
  * @example Hello world (`deno run --allow-net=127.0.0.1 hello.ts`)
  * ```ts ignore
  * import { serve } from "./server.ts";
