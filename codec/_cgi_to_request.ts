@@ -113,23 +113,17 @@ export function requestFromVariables(
   }
   const body = hasBody ? init.body ?? null : null;
   const signal = init.signal;
-  // A signal given up front goes through `new Request`; without one (or
-  // with one made on demand) the request is built the short way.
-  const build = signal instanceof AbortSignal
-    ? (url: string) => new Request(url, { method, headers, body, signal })
-    : (url: string) =>
-      makeRequest({
-        url,
-        method,
-        headers,
-        body,
-        ...(signal ? { signal } : {}),
-      });
   // The URL is parsed as the request is built: the first candidate that
   // parses wins, and the usual request needs only the first, so the others
   // are made only when it fails.
   try {
-    return build(candidateUrls(env, nonUtf8, true)[0]!);
+    return build(
+      candidateUrls(env, nonUtf8, true)[0]!,
+      method,
+      headers,
+      body,
+      signal,
+    );
   } catch {
     // The URL didn't parse: try the others.
   }
@@ -137,12 +131,26 @@ export function requestFromVariables(
   const last = candidates.length - 1;
   for (let i = 1; i < last; i++) {
     try {
-      return build(candidates[i]!);
+      return build(candidates[i]!, method, headers, body, signal);
     } catch {
       // The URL didn't parse: try the next.
     }
   }
-  return build(candidates[last]!);
+  return build(candidates[last]!, method, headers, body, signal);
+}
+
+// A signal given up front goes through `new Request`; without one (or with
+// one made on demand) the request is built the short way.
+function build(
+  url: string,
+  method: string,
+  headers: [string, string][],
+  body: RequestInitFromCgi["body"],
+  signal: RequestInitFromCgi["signal"],
+): Request {
+  return signal instanceof AbortSignal
+    ? new Request(url, { method, headers, body: body ?? null, signal })
+    : makeRequest({ url, method, headers, body: body ?? null, signal });
 }
 
 // The URLs the variables can stand for, best first: GEMINI_URL, then the
@@ -154,11 +162,10 @@ export function candidateUrls(
   nonUtf8?: ReadonlySet<string>,
   onlyFirst = false,
 ): string[] {
-  const raw = (name: string) => nonUtf8?.has(name) ?? false;
   const candidates: string[] = [];
   const gemini = env.GEMINI_URL;
   if (gemini) {
-    candidates.push(escapeUrlText(gemini, raw("GEMINI_URL")));
+    candidates.push(escapeUrlText(gemini, raw(nonUtf8, "GEMINI_URL")));
     if (onlyFirst) return candidates;
   }
   const https = env.HTTPS?.toLowerCase();
@@ -168,7 +175,7 @@ export function candidateUrls(
     : "http";
   let target = env.REQUEST_URI;
   if (target) {
-    target = escapeUrlText(target, raw("REQUEST_URI"));
+    target = escapeUrlText(target, raw(nonUtf8, "REQUEST_URI"));
     if (!target.startsWith("/")) {
       // An absolute-form target (`http://host/path`) keeps only its path.
       try {
@@ -179,11 +186,12 @@ export function candidateUrls(
       }
     }
   } else {
-    const path = escapePath(env.SCRIPT_NAME ?? "", raw("SCRIPT_NAME")) +
-      escapePath(env.PATH_INFO ?? "", raw("PATH_INFO"));
+    const path =
+      escapePath(env.SCRIPT_NAME ?? "", raw(nonUtf8, "SCRIPT_NAME")) +
+      escapePath(env.PATH_INFO ?? "", raw(nonUtf8, "PATH_INFO"));
     const query = env.QUERY_STRING;
     target = (path.startsWith("/") ? path : "/" + path) +
-      (query ? "?" + escapeUrlText(query, raw("QUERY_STRING")) : "");
+      (query ? "?" + escapeUrlText(query, raw(nonUtf8, "QUERY_STRING")) : "");
   }
   // Concatenated, not resolved against a base: a target like `//evil.com/`
   // or `/\\evil.com/` must stay a path, not become the authority. An
@@ -210,6 +218,11 @@ export function candidateUrls(
   }
   candidates.push(`${scheme}://localhost${target}`);
   return onlyFirst ? candidates.slice(0, 1) : candidates;
+}
+
+// Whether the variable came as raw bytes (not UTF-8).
+function raw(nonUtf8: ReadonlySet<string> | undefined, name: string): boolean {
+  return nonUtf8?.has(name) ?? false;
 }
 
 const AUTHORITY =

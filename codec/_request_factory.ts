@@ -146,7 +146,7 @@ export interface RequestParts {
   /** The body, if the method may have one. */
   body: Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array> | null;
   /** Makes the request's signal when it is first read. */
-  signal?: () => AbortSignal;
+  signal?: (() => AbortSignal) | undefined;
 }
 
 const NORMALIZED = new Set(["DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT"]);

@@ -126,30 +126,40 @@ export function encodePlainCgi(
     ? ""
     : `content-type: ${answer.contentType}\r\n`;
   const body = answer.body;
-  // The head goes right before the body, whose length it states: the body
-  // is written first, after room for the longest head.
+  // The head is ASCII, so its byte length is its string length; the
+  // longest one fits in `room`. Into `scratch` without views of it (each is
+  // garbage): a string body is encoded once to learn its byte length, then
+  // with its head in one go.
   const room = 16 + typeLine.length + 16 + 16 + 4;
-  let end: number;
-  let out: Uint8Array<ArrayBuffer>;
   if (scratch !== undefined && scratch.length > room + body.length) {
-    out = scratch;
     if (typeof body === "string") {
-      const { read, written } = encoder.encodeInto(body, out.subarray(room));
-      if (read < body.length) return encodePlainCgi(answer);
-      end = room + written;
+      if (body.length <= SMALL_TEXT) {
+        const { read, written } = encoder.encodeInto(body, scratch);
+        if (read === body.length) {
+          const text = head(typeLine, written) + body;
+          return scratch.subarray(0, encoder.encodeInto(text, scratch).written);
+        }
+      }
     } else {
-      out.set(body, room);
-      end = room + body.length;
+      const text = head(typeLine, body.length);
+      encoder.encodeInto(text, scratch);
+      scratch.set(body, text.length);
+      return scratch.subarray(0, text.length + body.length);
     }
-  } else {
-    const bytes = typeof body === "string" ? encoder.encode(body) : body;
-    out = new Uint8Array(room + bytes.length);
-    out.set(bytes, room);
-    end = room + bytes.length;
   }
-  const head = "Status: 200 OK\r\n" + typeLine + "content-length: " +
-    (end - room) + "\r\n\r\n";
-  const start = room - head.length;
-  encoder.encodeInto(head, out.subarray(start, room));
-  return out.subarray(start, end);
+  const bytes = typeof body === "string" ? encoder.encode(body) : body;
+  const text = head(typeLine, bytes.length);
+  const out = new Uint8Array(text.length + bytes.length);
+  encoder.encodeInto(text, out);
+  out.set(bytes, text.length);
+  return out;
+}
+
+// Encoding a string body twice is cheaper than a view per request only
+// while it is short.
+const SMALL_TEXT = 4096;
+
+function head(typeLine: string, length: number): string {
+  return "Status: 200 OK\r\n" + typeLine + "content-length: " + length +
+    "\r\n\r\n";
 }

@@ -109,6 +109,8 @@ const NINE = 0x39;
  *
  * @param bytes The first bytes of a request.
  * @param maxHeaderBytes The largest length accepted.
+ * @param filled How many of `bytes` hold data (default: all of them), so a
+ * read buffer can be passed without a view of its filled part.
  * @returns The length and the offset where the block starts, or `undefined`
  * when more bytes are needed to decide.
  * @throws {ScgiProtocolError} 400 for anything but a decimal number without
@@ -125,10 +127,11 @@ const NINE = 0x39;
 export function parseNetstringLength(
   bytes: Uint8Array,
   maxHeaderBytes: number,
+  filled: number = bytes.length,
 ): { length: number; start: number } | undefined {
   let maxDigits = 1;
   for (let limit = maxHeaderBytes; limit >= 10; limit /= 10) maxDigits++;
-  const end = Math.min(bytes.length, maxDigits + 1);
+  const end = Math.min(filled, maxDigits + 1);
   let length = 0;
   for (let i = 0; i < end; i++) {
     const byte = bytes[i]!;
@@ -150,7 +153,7 @@ export function parseNetstringLength(
     }
     length = length * 10 + (byte - ZERO);
   }
-  if (length > maxHeaderBytes || bytes.length > maxDigits) {
+  if (length > maxHeaderBytes || filled > maxDigits) {
     throw new ScgiProtocolError(
       431,
       `header block is larger than the limit of ${maxHeaderBytes} bytes`,

@@ -48,8 +48,9 @@ export function parseHead(
 ): HeaderVariables | undefined {
   const filled = state.end;
   const prefix = parseNetstringLength(
-    state.buffer.subarray(0, filled),
+    state.buffer,
     limits.maxHeaderBytes,
+    filled,
   );
   if (prefix === undefined) return undefined;
   state.inBlock = true;
