@@ -12,7 +12,8 @@
 // - timeouts are deadlines the server's sweep checks, not timers.
 //
 // Beside it: the head's buffer and its parsing (head_buffer.ts), a body that
-// streams in (request_body.ts), `info.completed` (completion.ts) and the
+// streams in (request_body.ts), `info.completed` (completion.ts), the drain
+// and hang-up watch after the request (connection_end.ts) and the
 // writing of the answer (respond.ts). Private to the package.
 
 import { requestFromVariables } from "../codec/_cgi_to_request.ts";
@@ -24,7 +25,9 @@ import type {
   ConnectionCounters,
   ConnectionLimits,
   ConnectionSocket,
+  Phase,
 } from "./connection_types.ts";
+import { drain, watchHangUp } from "./connection_end.ts";
 import { HandlerInfo, type InfoSource } from "./handler_info.ts";
 import {
   endedEarly,
@@ -64,18 +67,8 @@ export interface ConnectionHost {
   released(connection: Connection): void;
 }
 
-type Phase = "head" | "handler" | "writing" | "done" | "draining";
-
-// What is read only to be thrown away (a body nobody wanted, the end of the
-// input) goes here; many reads may share it.
-const DISCARD = new Uint8Array(64 * 1024);
-
 // Made once: an AbortSignal's default reason captures a stack every time.
 const CONNECTION_CLOSED = new DOMException("connection closed", "AbortError");
-const HUNG_UP = new DOMException(
-  "the front end closed the connection",
-  "AbortError",
-);
 const NOT_ABORTED = Symbol("not aborted");
 
 /** One accepted connection and the request on it. */
@@ -193,7 +186,7 @@ export class Connection
 
   bodyEnded(): void {
     this.#bodyDone = true;
-    if (this.#host.abortOnHangUp) this.#watchHangUp();
+    if (this.#host.abortOnHangUp) watchHangUp(this);
   }
 
   // --- The life cycle.
@@ -298,7 +291,7 @@ export class Connection
       this.phase = "done";
       host.counters.completed++;
       settle(this, null);
-      if (!this.#bodyDone) await this.#drain();
+      if (!this.#bodyDone) await drain(this);
     } catch (error) {
       // A bug, not the peer's doing: log it, never an unhandled rejection.
       console.error("scgi: connection failed:", error);
@@ -313,13 +306,13 @@ export class Connection
     length: number,
   ): Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array<ArrayBuffer>> | null {
     if (length === 0) {
-      if (this.#host.abortOnHangUp) this.#watchHangUp();
+      if (this.#host.abortOnHangUp) watchHangUp(this);
       return null;
     }
     if (this.end - this.start >= length) {
       const start = this.start;
       this.start += length;
-      if (this.#host.abortOnHangUp) this.#watchHangUp();
+      if (this.#host.abortOnHangUp) watchHangUp(this);
       return this.buffer.slice(start, start + length);
     }
     this.#bodyDone = false;
@@ -448,44 +441,6 @@ export class Connection
       return;
     }
     this.phase = "done";
-    await this.#drain();
-  }
-
-  // After the answer: a front end still sending a body we never read would
-  // get a reset instead of our answer if we closed now, so signal the end of
-  // our output and read its remaining bytes away first.
-  async #drain(): Promise<void> {
-    if (this.closed) return;
-    this.phase = "draining";
-    try {
-      await this.conn.closeWrite();
-      // The handler may still have a body read pending.
-      await this.bodyRead?.catch(() => {});
-      while (true) {
-        this.deadline = Date.now() + this.#host.limits.idleTimeout;
-        if (await this.conn.read(DISCARD) === null) break;
-      }
-    } catch {
-      // Gone or timed out: either way we are finished with it.
-    }
-  }
-
-  // With the request read, the only thing left to read is the end: when it
-  // comes (or the read fails) before the answer is written, the front end
-  // has gone.
-  #watchHangUp(): void {
-    const hungUp = () => {
-      // Also while a body is written: a stream that has nothing to send
-      // (server-sent events) would otherwise hold the connection until it
-      // next writes.
-      const phase = this.phase;
-      if (!this.closed && (phase === "handler" || phase === "writing")) {
-        this.abort(HUNG_UP);
-      }
-    };
-    this.conn.read(DISCARD).then(
-      (count) => count === null && hungUp(),
-      hungUp,
-    );
+    await drain(this);
   }
 }

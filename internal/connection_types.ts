@@ -31,3 +31,6 @@ export interface ConnectionSocket {
   close(): void;
   readonly remoteAddr: Deno.Addr;
 }
+
+/** Where a connection's life cycle is; the sweep names its timeout after it. */
+export type Phase = "head" | "handler" | "writing" | "done" | "draining";
