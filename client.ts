@@ -43,7 +43,8 @@ import { cgiFromRequest } from "./codec/cgi_request.ts";
 import { encodeRequestHead } from "./codec/header_encoder.ts";
 import { call, type OutgoingBody } from "./internal/client_call.ts";
 import { readWhole } from "./internal/read_whole.ts";
-import { startClientSpan, telemetryEnabled } from "./internal/telemetry.ts";
+import { telemetryEnabled } from "./internal/telemetry.ts";
+import { startClientSpan } from "./internal/telemetry_client.ts";
 import { cgiFromGeminiRequest, type ScgiProtocol } from "./codec/gemini.ts";
 
 /** Where an SCGI backend listens: TCP, or a Unix socket path. */
@@ -300,7 +301,13 @@ async function send(
   const span = telemetryEnabled()
     ? await startClientSpan(request, url, backend)
     : undefined;
-  if (span) extra = { ...extra, ...span.variables };
+  if (span) {
+    extra = { ...extra, ...span.variables };
+    // A tracestate the request brought belongs to its trace, not to ours.
+    if (span.variables.HTTP_TRACEPARENT && !span.variables.HTTP_TRACESTATE) {
+      env = env.filter(([name]) => name !== "HTTP_TRACESTATE");
+    }
+  }
   const variables = extra ? mergeEnv(env, extra) : env;
   if (!span) {
     const body = await requestBody(

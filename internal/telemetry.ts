@@ -30,9 +30,14 @@ export interface TracedInfo {
 }
 
 /** The instruments, once the API is loaded. */
-interface Otel {
+export interface Otel {
   api: typeof Api;
   tracer: Api.Tracer;
+  /**
+   * Where a server span's context keeps the incoming tracestate, which
+   * Deno's spans do not carry on to their children: `{ traceId, state }`.
+   */
+  traceState: symbol;
   duration: Api.Histogram;
   active: Api.UpDownCounter;
   requestSize: Api.Histogram;
@@ -89,7 +94,7 @@ function detect(): boolean {
 }
 
 /** The API and the instruments, loaded on first use (undefined on failure). */
-function load(): Promise<Otel | undefined> {
+export function load(): Promise<Otel | undefined> {
   // deno-lint-ignore no-import-prefix
   return loading ??= import("npm:@opentelemetry/api@^1.9.0").then(
     (api) => {
@@ -98,6 +103,7 @@ function load(): Promise<Otel | undefined> {
       return {
         api,
         tracer: api.trace.getTracer(SCOPE),
+        traceState: api.createContextKey("scgi incoming tracestate"),
         duration: meter.createHistogram("http.server.request.duration", {
           unit: "s",
           description: "Duration of HTTP server requests.",
@@ -137,12 +143,6 @@ const ENV_GETTER: Api.TextMapGetter<TracedInfo["env"]> = {
     Object.keys(env).filter((name) => name.startsWith("HTTP_")).map((name) =>
       name.slice(5).toLowerCase().replaceAll("_", "-")
     ),
-};
-
-const RECORD_SETTER: Api.TextMapSetter<Record<string, string>> = {
-  set: (carrier, key, value) => {
-    carrier[key] = value;
-  },
 };
 
 /**
@@ -245,8 +245,13 @@ async function serveTraced<I extends TracedInfo>(
 
   let response: Response;
   try {
+    const incoming = api.trace.getSpanContext(parent);
+    const state = incoming?.traceState?.serialize();
+    const inner = api.trace.setSpan(parent, span);
     response = await api.context.with(
-      api.trace.setSpan(parent, span),
+      state
+        ? inner.setValue(otel.traceState, { traceId: incoming!.traceId, state })
+        : inner,
       handler,
       undefined,
       request,
@@ -314,84 +319,8 @@ async function measured(
   return new Response(counted, response);
 }
 
-/** A started client span: the variables that carry it, and its end. */
-export interface ClientSpan {
-  /** `HTTP_TRACEPARENT` (and `HTTP_TRACESTATE`) for the backend. */
-  readonly variables: Record<string, string>;
-  /** Ends the span with the backend's answer. */
-  answered(response: Response): void;
-  /** Ends the span with the call's failure. */
-  failed(error: unknown): void;
-}
-
-/**
- * Starts the client span of one scgiFetch call, a child of the current
- * context (the caller's span, e.g. Deno.serve's); undefined when the API
- * could not be loaded.
- */
-export async function startClientSpan(
-  request: Request,
-  url: URL,
-  backend: { hostname?: string; port: number } | { path: string },
-): Promise<ClientSpan | undefined> {
-  const otel = await load();
-  if (!otel) return undefined;
-  const { api } = otel;
-  const attributes = urlAttributes(request.method, url);
-  if ("path" in backend) {
-    attributes["server.address"] = backend.path;
-    attributes["network.transport"] = "unix";
-  } else {
-    attributes["server.address"] = backend.hostname ?? "127.0.0.1";
-    attributes["server.port"] = backend.port;
-    attributes["network.transport"] = "tcp";
-  }
-  const span = otel.tracer.startSpan(request.method, {
-    kind: api.SpanKind.CLIENT,
-    attributes,
-  });
-  const carrier: Record<string, string> = {};
-  api.propagation.inject(
-    api.trace.setSpan(api.context.active(), span),
-    carrier,
-    RECORD_SETTER,
-  );
-  const variables: Record<string, string> = {};
-  for (const [key, value] of Object.entries(carrier)) {
-    variables["HTTP_" + key.toUpperCase().replaceAll("-", "_")] = value;
-  }
-  return {
-    variables,
-    answered(response) {
-      const status = response.status;
-      span.setAttribute("http.response.status_code", String(status));
-      if (status >= 400) {
-        span.setAttribute("error.type", String(status));
-        span.setStatus({
-          code: api.SpanStatusCode.ERROR,
-          message: response.statusText,
-        });
-      }
-      span.end();
-    },
-    failed(error) {
-      const failure = error as { code?: unknown; name?: unknown };
-      span.setAttribute(
-        "error.type",
-        String(failure?.code ?? failure?.name ?? "Error"),
-      );
-      if (error instanceof Error) span.recordException(error);
-      span.setStatus({
-        code: api.SpanStatusCode.ERROR,
-        message: String((error as Error)?.message ?? error),
-      });
-      span.end();
-    },
-  };
-}
-
 // The attributes Deno.serve and fetch put on every span.
-function urlAttributes(method: string, url: URL): Api.Attributes {
+export function urlAttributes(method: string, url: URL): Api.Attributes {
   return {
     "http.request.method": method,
     "url.full": url.href,

@@ -26,6 +26,10 @@ const backend = serve({
       ReadableStream.from([encoder.encode("one "), encoder.encode("two")]),
     );
   }
+  // A backend that calls another (itself) with a request of its own.
+  if (path.endsWith("/hop")) {
+    return await scgiFetch(`scgi://127.0.0.1:${backendPort}/inner/echo`);
+  }
   if (path.endsWith("/missing")) return new Response("no\n", { status: 404 });
   return Response.json({
     traceparent: info.env.HTTP_TRACEPARENT ?? null,

@@ -236,3 +236,42 @@ Deno.test("telemetry: off without OTEL_DENO, the caller's traceparent passes thr
   assert.equal(sent.tracestate, "k=v");
   assert.deepEqual(receiver.spans, []);
 });
+
+Deno.test("telemetry: tracestate goes on with its trace (through serve() -> scgiFetch too), not with a new one", async () => {
+  await using receiver = startOtlpReceiver();
+  const app = await startTelemetryApp(receiver.env());
+  let stderr = "";
+  let fresh: Echo;
+  let hop: Echo;
+  try {
+    const get = async (path: string, traceparent: string) => {
+      const response = await fetch(`http://127.0.0.1:${app.front}${path}`, {
+        headers: { traceparent, tracestate: "k=v" },
+      });
+      assert.equal(response.status, 200);
+      return await response.json();
+    };
+    fresh = await get("/direct/echo", "00-not-a-trace-01");
+    hop = await get("/direct/hop", TRACEPARENT);
+  } finally {
+    stderr = await app.stop();
+  }
+  const spans = receiver.spans;
+  // An invalid traceparent: a new trace, and the tracestate stays behind.
+  const { client } = chain(spans, "/direct/echo");
+  assert.notEqual(client.traceId, TRACE);
+  assert.equal(fresh.traceparent, `00-${client.traceId}-${client.spanId}-01`);
+  assert.equal(fresh.tracestate, null, stderr);
+  // The backend's own scgiFetch: a child of its server span, with the state
+  // the request came with (Deno's spans do not carry it to their children).
+  const outer = chain(spans, "/direct/hop");
+  assert.ok(outer.server, stderr);
+  const inner = spans.filter((span) =>
+    span.parentSpanId === outer.server!.spanId
+  );
+  assert.equal(inner.length, 1);
+  assert.equal(inner[0]!.kind, CLIENT);
+  assert.equal(inner[0]!.attributes["url.path"], "/inner/echo");
+  assert.equal(hop.traceparent, `00-${TRACE}-${inner[0]!.spanId}-01`);
+  assert.equal(hop.tracestate, "k=v");
+});
