@@ -10,16 +10,45 @@
 // Deno 2.9 and works offline: it is a local timer, not a service); `every`
 // by timers. One scheduler runs them: the process itself without
 // `--workers`, the supervisor with it, which hands each run to one worker,
-// so a job runs once per tick however many workers there are.
+// so a job runs once per tick however many workers there are. A job's
+// failure is printed (with its stack) by the process it ran in, once.
+// docs/cron.md is the guide.
 
 import { CliError, duration } from "./_args.ts";
 import type { JobSpec } from "./_control.ts";
 
+/** What a job's handler is called with. */
+export interface JobContext {
+  /** The job's name (its key in `export const cron`). */
+  name: string;
+  /**
+   * This run's number, unique within the scheduling process (the
+   * supervisor with `--workers`, or the one process) and counting up from
+   * 1 across reloads until `scgi serve` itself restarts.
+   */
+  id: number;
+}
+
 /** A job of the app module, with its handler. */
 export interface Job {
   spec: JobSpec;
-  handler: () => unknown;
+  handler: (context: JobContext) => unknown;
 }
+
+/**
+ * A job's handler threw (or rejected): already printed, with its stack, by
+ * the process it ran in; this carries the first line of its message.
+ */
+export class JobFailed extends Error {
+  /** @param text the first line of what the handler threw */
+  constructor(text: string) {
+    super(text);
+    this.name = "JobFailed";
+  }
+}
+
+/** Setting an interval longer than this makes it fire at once. */
+const MAX_EVERY = 2 ** 31 - 1;
 
 type CronFn = (
   name: string,
@@ -80,18 +109,33 @@ export function readJobs(
       }
       spec.schedule = schedule as string | Record<string, unknown>;
     } else {
-      let ms: number;
-      try {
-        ms = typeof every === "number" ? every : duration("every", `${every}`);
-      } catch {
-        throw bad(`cron.${name}.every must be milliseconds or like "10s"`);
+      let ms = NaN;
+      if (typeof every === "number") ms = every;
+      else if (typeof every === "string" && /[a-z]$/.test(every)) {
+        try {
+          ms = duration("every", every);
+        } catch {
+          // Said below.
+        }
       }
-      if (!(ms >= 1) || !Number.isFinite(ms)) {
-        throw bad(`cron.${name}.every must be at least 1 ms`);
+      if (Number.isNaN(ms)) {
+        throw bad(
+          `cron.${name}.every must be milliseconds (a number) or a duration like "500ms", "10s" or "2m", not ${
+            JSON.stringify(every)
+          }`,
+        );
+      }
+      if (!(ms >= 1 && ms <= MAX_EVERY)) {
+        throw bad(
+          `cron.${name}.every must be from 1 ms to ${MAX_EVERY} ms (24.8 days), not ${ms}; use a schedule for longer`,
+        );
       }
       spec.every = ms;
     }
-    jobs.set(name, { spec, handler: job.handler as () => unknown });
+    jobs.set(name, {
+      spec,
+      handler: job.handler as (context: JobContext) => unknown,
+    });
   }
   return jobs;
 }
@@ -103,7 +147,62 @@ export function describe(spec: JobSpec): string {
     : `on ${JSON.stringify(spec.schedule)} (Deno.cron)`;
 }
 
+/**
+ * Runs one job's handler in this process: what it throws is printed here,
+ * with its stack, and rejects as a {@linkcode JobFailed}.
+ */
+export async function runJob(
+  name: string,
+  job: Job | undefined,
+  id: number,
+): Promise<void> {
+  try {
+    if (!job) throw new Error("no such job in this process's app module");
+    await job.handler({ name, id });
+  } catch (error) {
+    console.error(
+      `cron job "${name}" failed (run ${id}, pid ${Deno.pid}):`,
+      error,
+    );
+    throw new JobFailed(message(error));
+  }
+}
+
 let checks = 0;
+
+/**
+ * Checks that this process can run the cron schedules among `specs`: it
+ * has `Deno.cron` (`--unstable-cron`) and `Deno.cron` takes each schedule.
+ * A {@linkcode CliError} otherwise.
+ */
+export function checkSchedules(specs: JobSpec[]): void {
+  const cron = denoCron();
+  for (const spec of specs) {
+    if (spec.schedule === undefined) continue;
+    const what = `cron job "${spec.name}" (schedule ${
+      JSON.stringify(spec.schedule)
+    })`;
+    if (!cron) {
+      throw new CliError(
+        `${what} needs Deno.cron: start scgi serve with deno run --unstable-cron, or give the job an interval (every) instead`,
+      );
+    }
+    // Deno.cron checks a schedule only by registering it: do so under a
+    // name of our own and unregister at once, so that a bad schedule
+    // changes nothing. (A signal aborted beforehand would leave the job
+    // registered in Deno 2.9.)
+    const check = new AbortController();
+    try {
+      cron(`scgi-check-${++checks}`, spec.schedule, {
+        signal: check.signal,
+      }, () => {}).catch(() => {});
+    } catch (error) {
+      throw new CliError(`${what}: ${message(error)}`);
+    } finally {
+      check.abort();
+    }
+  }
+}
 
 interface Scheduled {
   spec: JobSpec;
@@ -136,33 +235,8 @@ export class Scheduler {
    * `Deno.cron` refuses, is a {@linkcode CliError}, and nothing changes.
    */
   update(specs: JobSpec[]): void {
+    checkSchedules(specs);
     const cron = denoCron();
-    for (const spec of specs) {
-      if (spec.schedule === undefined) continue;
-      if (!cron) {
-        throw new CliError(
-          `cron job "${spec.name}" has a cron schedule: run scgi serve with deno run --unstable-cron (Deno.cron), or give it an interval (every)`,
-        );
-      }
-      // Deno.cron checks a schedule only by registering it: do so under a
-      // name of our own and unregister at once, so that a bad schedule
-      // changes nothing. (A signal aborted beforehand would leave the job
-      // registered in Deno 2.9.)
-      const check = new AbortController();
-      try {
-        cron(
-          `scgi-check-${++checks}`,
-          spec.schedule,
-          { signal: check.signal },
-          () => {},
-        )
-          .catch(() => {});
-      } catch (error) {
-        throw new CliError(`cron job "${spec.name}": ${message(error)}`);
-      } finally {
-        check.abort();
-      }
-    }
     const wanted = new Map(specs.map((spec) => [spec.name, spec]));
     for (const [name, job] of this.#jobs) {
       const spec = wanted.get(name);
@@ -206,7 +280,11 @@ export class Scheduler {
     job.running = true;
     this.#run(name).then(
       () => {},
-      (error) => this.#log(`cron job "${name}" failed: ${message(error)}`),
+      (error) => {
+        // A handler's own failure was printed where it ran.
+        if (error instanceof JobFailed) return;
+        this.#log(`cron job "${name}" failed: ${message(error)}`);
+      },
     ).finally(() => (job.running = false));
   }
 }

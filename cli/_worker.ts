@@ -16,7 +16,7 @@ import {
 } from "../server.ts";
 import { CliError, onStopSignal } from "./_args.ts";
 import { frame, type FromWorker, readCommands } from "./_control.ts";
-import { type Job, readJobs } from "./_cron.ts";
+import { type Job, readJobs, runJob } from "./_cron.ts";
 
 /** An app module's handler and scheduled jobs. */
 export interface App {
@@ -151,18 +151,11 @@ export async function runWorker(config: WorkerConfig): Promise<number> {
         });
       }
     } else if (message.t === "run") {
-      const job = app?.jobs.get(message.name);
-      const run = (async () => {
-        try {
-          if (!job) throw new Error("no such job in this worker's module");
-          await job.handler();
-          send({ t: "done", id: message.id });
-        } catch (error) {
-          const text = (error as Error)?.message ?? String(error);
-          console.error(`cron job "${message.name}" failed: ${text}`);
-          send({ t: "done", id: message.id, error: text.split("\n")[0]! });
-        }
-      })();
+      const { id, name } = message;
+      const run = runJob(name, app?.jobs.get(name), id).then(
+        () => send({ t: "done", id }),
+        (error: Error) => send({ t: "done", id, error: error.message }),
+      );
       running.add(run);
       run.finally(() => running.delete(run));
     }

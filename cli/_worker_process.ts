@@ -9,6 +9,7 @@ import {
   type JobSpec,
   type ToWorker,
 } from "./_control.ts";
+import { JobFailed } from "./_cron.ts";
 
 /** How long a new worker may take to listen. */
 const START_TIMEOUT = 60_000;
@@ -115,7 +116,7 @@ export function startWorker(
       const run = worker.runs.get(message.id);
       worker.runs.delete(message.id);
       if (message.error === undefined) run?.resolve();
-      else run?.reject(new Error(message.error));
+      else run?.reject(new JobFailed(message.error)); // printed by the worker
     }
   };
   const decoder = new TextDecoder();

@@ -20,7 +20,7 @@ import {
   parse,
   UsageError,
 } from "./_args.ts";
-import { describe, Scheduler } from "./_cron.ts";
+import { checkSchedules, describe, runJob, Scheduler } from "./_cron.ts";
 import { checkExtraFlags } from "./_permissions.ts";
 import { supervise } from "./_supervisor.ts";
 import { loadApp } from "./_worker.ts";
@@ -160,6 +160,8 @@ export async function serve(args: string[]): Promise<number> {
   }
 
   const { handler, jobs } = await loadApp(appPath);
+  const specs = [...jobs.values()].map((job) => job.spec);
+  checkSchedules(specs); // before listening: a job we cannot run is an error
   let server;
   try {
     server = scgiServe({
@@ -179,8 +181,9 @@ export async function serve(args: string[]): Promise<number> {
   }
   // Scheduled jobs run here, in the one process.
   const running = new Set<Promise<unknown>>();
+  let runs = 0;
   const scheduler = new Scheduler(async (name) => {
-    const run = Promise.resolve().then(() => jobs.get(name)!.handler());
+    const run = runJob(name, jobs.get(name), ++runs);
     running.add(run);
     try {
       await run;
@@ -193,7 +196,6 @@ export async function serve(args: string[]): Promise<number> {
     server.shutdown();
   });
   try {
-    const specs = [...jobs.values()].map((job) => job.spec);
     scheduler.update(specs);
     for (const spec of specs) {
       console.error(`cron job "${spec.name}" runs ${describe(spec)}`);
