@@ -12,16 +12,18 @@
  *       cli.ts serve examples/cron_app.ts --port 4000
  *
  * Two workers (each run goes to one of them; the workers get the env and
- * write grants through `--`, as the supervisor holds them):
+ * write grants through `--`, as the supervisor holds them; `--allow-run`
+ * names the real deno binary, `Deno.execPath()`, not a symlink to it):
  *
  *     deno run --unstable-cron --allow-net=127.0.0.1:4000 \
- *       --allow-read=examples --allow-run=$(command -v deno) \
+ *       --allow-read=examples --allow-run="$(realpath "$(command -v deno)")" \
  *       --allow-env=CRON_LOG --allow-write=/tmp/cron.log \
  *       cli.ts serve examples/cron_app.ts --port 4000 --workers 2 \
  *       -- --allow-env=CRON_LOG --allow-write=/tmp/cron.log
  *
- * with `CRON_LOG=/tmp/cron.log` in the environment (leave it unset, and
- * drop `--allow-env`/`--allow-write`, to only count).
+ * with `CRON_LOG=/tmp/cron.log` in the environment. To only count, leave it
+ * unset and drop both `--allow-write` flags (the module still reads
+ * `CRON_LOG`, so keep `--allow-env=CRON_LOG`, after `--` too).
  *
  * @module
  */
