@@ -97,7 +97,7 @@ Deno.test("scgi serve: an every job runs in the one process, with its name and r
       ["serve", app, "--port", "0"],
     );
     await server.waitFor(/Listening on /);
-    assert.match(server.stderr(), /cron job "tick" runs every 100 ?ms/);
+    await server.waitFor(/cron job "tick" runs every 100 ?ms/);
     const all = await waitForLines(log, 3);
     assertOncePerTick(all);
     for (const line of all) {
@@ -176,10 +176,10 @@ Deno.test("scgi serve --workers 2: a job that throws is reported once on stderr,
       { env: { FAIL_FIRST: "1" } },
     );
     await server.waitFor(/Serving .* with 2 workers/);
+    await server.waitFor(/cron job "tick" failed \(run 1, pid \d+\)/);
     await waitForLines(log, 2); // runs 2 and 3: after the failure
     const reports = [...server.stderr().matchAll(/boom in run 1/g)];
     assert.equal(reports.length, 1, server.stderr());
-    assert.match(server.stderr(), /cron job "tick" failed \(run 1, pid \d+\)/);
     const response = await scgiFetch(`scgi://127.0.0.1:${port}/`);
     assert.equal(response.status, 200);
     assert.match(await response.text(), /^v1 \d+$/);
@@ -211,8 +211,8 @@ Deno.test("scgi serve: a schedule job needs --unstable-cron, said at startup; wi
     "0",
   ]);
   const [, port] = await server.waitFor(/Listening on scgi:\/\/[^:]+:(\d+)/);
+  await server.waitFor(/cron job "nightly" runs on "0 3 \* \* \*"/);
   assert.match(server.stderr(), /cron job "heartbeat" runs every 10000 ms/);
-  assert.match(server.stderr(), /cron job "nightly" runs on "0 3 \* \* \*"/);
   const response = await scgiFetch(`scgi://127.0.0.1:${port}/`);
   assert.match(await response.text(), /heartbeat ran 0 times, nightly 0/);
   await server.stop();
