@@ -398,22 +398,22 @@ async function refuseLiveSocket(path: string): Promise<void> {
 }
 
 /**
- * Says once, when it can read the setting, that the kernel resets the
- * connections waiting in a closing listener's accept queue instead of handing
- * them to another worker (net.ipv4.tcp_migrate_req, Linux 5.14).
+ * Says once that the kernel resets the connections waiting in a closing
+ * listener's accept queue instead of handing them to another worker
+ * (net.ipv4.tcp_migrate_req, Linux 5.14): a reload or recycle over TCP can
+ * then cost a 502 at the front end. Deno reads /proc/sys only with
+ * --allow-all; without it the note says what to check.
  */
 function migrationNotice(listen: Listen, log: (text: string) => void): void {
-  if ("path" in listen) return;
-  const path = "/proc/sys/net/ipv4/tcp_migrate_req";
-  const status = Deno.permissions.querySync({ name: "read", path });
-  if (status.state !== "granted") return;
+  if ("path" in listen || Deno.build.os !== "linux") return;
+  const advice =
+    "a reload or --max-requests may reset connections waiting in a retiring worker's accept queue (nginx: 502); sysctl -w net.ipv4.tcp_migrate_req=1 hands them to the new workers, or use --socket (see docs/deployment.md)";
+  let value: string;
   try {
-    if (Deno.readTextFileSync(path).trim() === "0") {
-      log(
-        "note: net.ipv4.tcp_migrate_req is 0: a reload or --max-requests may reset a connection waiting in a retiring worker's accept queue (sysctl -w net.ipv4.tcp_migrate_req=1 hands them over; see docs/cli.md)",
-      );
-    }
-  } catch {
-    // Not Linux, or no such setting.
+    value = Deno.readTextFileSync("/proc/sys/net/ipv4/tcp_migrate_req").trim();
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return; // Linux < 5.14
+    return log(`note: unless net.ipv4.tcp_migrate_req is 1, ${advice}`);
   }
+  if (value === "0") log(`note: net.ipv4.tcp_migrate_req is 0: ${advice}`);
 }
