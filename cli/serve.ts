@@ -43,7 +43,10 @@ Options:
   -w, --workers N          run N worker processes under a supervisor: they
                            share the TCP port (SO_REUSEPORT; Linux), one that
                            dies is restarted, SIGHUP replaces them all with
-                           the app loaded anew, dropping no request. With
+                           the app loaded anew, the old ones finishing
+                           their requests (over TCP, set Linux's
+                           net.ipv4.tcp_migrate_req=1 or requests queued on
+                           a retiring worker are reset). With
                            --socket, N is 1 (a reload binds PATH.new beside
                            the socket and moves it over PATH)
       --max-requests N     with --workers: replace a worker after it has
