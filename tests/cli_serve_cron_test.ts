@@ -81,6 +81,36 @@ function workerPids(stderr: string): Set<number> {
   );
 }
 
+/**
+ * `scgi serve app.ts --workers 2` on a free port with the v1 app logging to
+ * `runs.log` in `dir`, its grants passed on to the workers; resolves once
+ * both workers serve.
+ */
+async function serveWorkers(dir: string, env: Record<string, string> = {}) {
+  const app = `${dir}/app.ts`;
+  const log = `${dir}/runs.log`;
+  await Deno.writeTextFile(app, appSource("v1", log));
+  const port = freePort();
+  const grants = [`--allow-write=${log}`, "--allow-env=FAIL_FIRST"];
+  const server = startCli(
+    [
+      `--allow-net=127.0.0.1:${port}`,
+      `--allow-read=${dir}`,
+      `--allow-run=${DENO}`,
+      ...grants,
+    ],
+    ["serve", app, "--port", String(port), "--workers", "2", "--", ...grants],
+    { env },
+  );
+  try {
+    await server.waitFor(/Serving .* with 2 workers/);
+  } catch (error) {
+    await server[Symbol.asyncDispose]();
+    throw error;
+  }
+  return { app, log, port, server };
+}
+
 Deno.test("scgi serve: an every job runs in the one process, with its name and run id", async () => {
   const dir = await Deno.makeTempDir({ prefix: "scgi-cron-" });
   try {
@@ -113,21 +143,8 @@ Deno.test("scgi serve: an every job runs in the one process, with its name and r
 Deno.test("scgi serve --workers 2: a job runs once per tick in one worker, and goes on after SIGHUP with the new code", async () => {
   const dir = await Deno.makeTempDir({ prefix: "scgi-cron-workers-" });
   try {
-    const app = `${dir}/app.ts`;
-    const log = `${dir}/runs.log`;
-    await Deno.writeTextFile(app, appSource("v1", log));
-    const port = freePort();
-    const grants = [`--allow-write=${log}`, "--allow-env=FAIL_FIRST"];
-    await using server = startCli(
-      [
-        `--allow-net=127.0.0.1:${port}`,
-        `--allow-read=${dir}`,
-        `--allow-run=${DENO}`,
-        ...grants,
-      ],
-      ["serve", app, "--port", String(port), "--workers", "2", "--", ...grants],
-    );
-    await server.waitFor(/Serving .* with 2 workers/);
+    const { app, log, server: started } = await serveWorkers(dir);
+    await using server = started;
     const first = workerPids(server.stderr());
     assert.equal(first.size, 2);
     const before = await waitForLines(log, 6);
@@ -160,22 +177,10 @@ Deno.test("scgi serve --workers 2: a job runs once per tick in one worker, and g
 Deno.test("scgi serve --workers 2: a job that throws is reported once on stderr, and runs and requests go on", async () => {
   const dir = await Deno.makeTempDir({ prefix: "scgi-cron-fail-" });
   try {
-    const app = `${dir}/app.ts`;
-    const log = `${dir}/runs.log`;
-    await Deno.writeTextFile(app, appSource("v1", log));
-    const port = freePort();
-    const grants = [`--allow-write=${log}`, "--allow-env=FAIL_FIRST"];
-    await using server = startCli(
-      [
-        `--allow-net=127.0.0.1:${port}`,
-        `--allow-read=${dir}`,
-        `--allow-run=${DENO}`,
-        ...grants,
-      ],
-      ["serve", app, "--port", String(port), "--workers", "2", "--", ...grants],
-      { env: { FAIL_FIRST: "1" } },
-    );
-    await server.waitFor(/Serving .* with 2 workers/);
+    const { log, port, server: started } = await serveWorkers(dir, {
+      FAIL_FIRST: "1",
+    });
+    await using server = started;
     await server.waitFor(/cron job "tick" failed \(run 1, pid \d+\)/);
     await waitForLines(log, 2); // runs 2 and 3: after the failure
     const reports = [...server.stderr().matchAll(/boom in run 1/g)];
