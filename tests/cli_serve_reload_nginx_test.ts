@@ -241,6 +241,57 @@ peerTest(
   { ignore: migrates !== true },
 );
 
+// Where the host's setting is 0 but this runs as root with unshare(1): the
+// TCP case again, in a private network namespace whose setting is 1 (what
+// docs/deployment.md tells operators to set), so that CI runs it too.
+const NETNS_ENV = "SCGI_RELOAD_TEST_NETNS";
+function netnsRunnable(): true | string {
+  if (migrates === true) return "the host already migrates queued connections";
+  if (Deno.env.get(NETNS_ENV)) return "already inside the namespace";
+  if (Deno.uid() !== 0) return "not root";
+  if (!findBinary("unshare") || !findBinary("ip")) {
+    return "unshare or ip is not installed";
+  }
+  return true;
+}
+const netns = netnsRunnable();
+if (migrates !== true && netns !== true) {
+  console.log(`skip: the TCP case in a private network namespace: ${netns}`);
+}
+
+peerTest(
+  ["nginx"],
+  "scgi serve --workers 2 reloaded under load behind nginx, in a network namespace with tcp_migrate_req=1: the TCP case passes",
+  async () => {
+    const script =
+      "ip link set lo up && sysctl -qw net.ipv4.tcp_migrate_req=1" +
+      ' && exec "$0" test --allow-net --allow-read --allow-write --allow-run' +
+      ' --allow-env --allow-sys --filter "(TCP)" "$1"';
+    const file = new URL(import.meta.url).pathname;
+    const result = await new Deno.Command(findBinary("unshare")!, {
+      args: ["-n", "sh", "-c", script, DENO, file],
+      cwd: new URL("..", import.meta.url).pathname,
+      env: { [NETNS_ENV]: "1", NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const said = new TextDecoder().decode(result.stdout) +
+      new TextDecoder().decode(result.stderr);
+    if (
+      !result.success &&
+      /unshare: .*(Operation not permitted|denied)/.test(said)
+    ) {
+      console.log(`skip: cannot make a network namespace here: ${said.trim()}`);
+      return;
+    }
+    assert.ok(result.success, said);
+    console.log(said.match(/.*requests through nginx.*/)?.[0] ?? said);
+    assert.match(said, /ok \| 1 passed \| 0 failed \| \d+ filtered out/, said);
+  },
+  { ignore: netns !== true },
+);
+
 peerTest(
   ["nginx"],
   "scgi serve --socket --workers 1 reloaded 3 times and recycled under load behind nginx: no request fails",
