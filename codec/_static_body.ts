@@ -137,7 +137,10 @@ export function encodePlainCgi(
         const { read, written } = encoder.encodeInto(body, scratch);
         if (read === body.length) {
           const text = head(typeLine, written) + body;
-          return scratch.subarray(0, encoder.encodeInto(text, scratch).written);
+          const whole = encoder.encodeInto(text, scratch);
+          if (whole.read === text.length) {
+            return scratch.subarray(0, whole.written);
+          }
         }
       }
     } else {

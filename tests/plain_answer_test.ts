@@ -115,4 +115,8 @@ Deno.test("plain answers: written into lent memory, the same bytes", async () =>
     encodePlainCgi(plainAnswer(wide)!, scratch),
     await translated(new Response("ü".repeat(1500))),
   );
+  // The body's UTF-8 fits the memory alone but not with its head: whole.
+  const tight = new Uint8Array(100);
+  const answer = { contentType: null, body: "é".repeat(45) };
+  assert.deepEqual(encodePlainCgi(answer, tight), encodePlainCgi(answer));
 });
