@@ -309,15 +309,6 @@ async function send(
     }
   }
   const variables = extra ? mergeEnv(env, extra) : env;
-  if (!span) {
-    const body = await requestBody(
-      request,
-      init,
-      settings.maxBufferedBodyBytes,
-    );
-    const head = encodeRequestHead(variables, body.length);
-    return await call(backend, request, head, body, settings);
-  }
   try {
     const body = await requestBody(
       request,
@@ -326,10 +317,10 @@ async function send(
     );
     const head = encodeRequestHead(variables, body.length);
     const response = await call(backend, request, head, body, settings);
-    span.answered(response);
+    span?.answered(response);
     return response;
   } catch (error) {
-    span.failed(error);
+    span?.failed(error);
     throw error;
   }
 }

@@ -57,6 +57,11 @@ export const TOKEN: RegExp = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const NOT_IN_VALUE = /[\0\r\n]/;
 const utf8 = new TextEncoder();
 
+/** The CGI variable a header travels in: `user-agent` is `HTTP_USER_AGENT`. */
+export function httpVariableOf(header: string): string {
+  return "HTTP_" + header.toUpperCase().replaceAll("-", "_");
+}
+
 /** The `HTTP_*` variables of an env, as name, value, name, value, …. */
 export function httpVariables(env: Readonly<Record<string, string>>): string[] {
   const http: string[] = [];

@@ -22,6 +22,7 @@ import { byteStringToBytes } from "./_byte_string.ts";
 import {
   candidateUrls,
   HOP_BY_HOP,
+  httpVariableOf,
   httpVariables,
   requestFromVariables,
 } from "./_cgi_to_request.ts";
@@ -222,7 +223,7 @@ export function cgiFromRequest(
   let hasHost = false;
   for (const [name, value] of request.headers) {
     if (name === "content-type" || name === "content-length") continue;
-    const variable = "HTTP_" + name.toUpperCase().replaceAll("-", "_");
+    const variable = httpVariableOf(name);
     if (HOP_BY_HOP.has(variable)) continue;
     if (name === "host") hasHost = true;
     env.push([variable, headerText(value)]);

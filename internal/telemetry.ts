@@ -19,6 +19,7 @@
 // or a URL) without an import map entry.
 // deno-lint-ignore no-import-prefix
 import type * as Api from "npm:@opentelemetry/api@^1.9.0";
+import { httpVariableOf } from "../codec/_cgi_to_request.ts";
 import { bodyKind, plainAnswer } from "../codec/_static_body.ts";
 
 type Handler<I> = (request: Request, info: I) => Response | Promise<Response>;
@@ -66,6 +67,8 @@ const DURATION_BUCKETS = [
   10,
 ];
 const SIZE_BUCKETS = [0, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
+
+const utf8 = new TextEncoder();
 
 let enabled: boolean | undefined;
 let loading: Promise<Otel | undefined> | undefined;
@@ -137,8 +140,7 @@ export function load(): Promise<Otel | undefined> {
 
 // The CGI variables as a carrier: `traceparent` is HTTP_TRACEPARENT.
 const ENV_GETTER: Api.TextMapGetter<TracedInfo["env"]> = {
-  get: (env, key) =>
-    env["HTTP_" + key.toUpperCase().replaceAll("-", "_")] ?? undefined,
+  get: (env, key) => env[httpVariableOf(key)] ?? undefined,
   keys: (env) =>
     Object.keys(env).filter((name) => name.startsWith("HTTP_")).map((name) =>
       name.slice(5).toLowerCase().replaceAll("_", "-")
@@ -290,7 +292,7 @@ async function measured(
   if (plain) {
     count(
       typeof plain.body === "string"
-        ? utf8Length(plain.body)
+        ? utf8.encode(plain.body).length
         : plain.body.length,
     );
     return response;
@@ -347,21 +349,4 @@ function port(value: string | undefined): number | undefined {
 function protocolVersion(protocol: string | undefined): string | undefined {
   const slash = protocol?.indexOf("/") ?? -1;
   return slash >= 0 ? protocol!.slice(slash + 1) : undefined;
-}
-
-function utf8Length(text: string): number {
-  let bytes = 0;
-  for (let i = 0; i < text.length; i++) {
-    const code = text.charCodeAt(i);
-    if (code < 0x80) bytes += 1;
-    else if (code < 0x800) bytes += 2;
-    else if (code >= 0xd800 && code < 0xdc00 && i + 1 < text.length) {
-      const next = text.charCodeAt(i + 1);
-      if (next >= 0xdc00 && next < 0xe000) {
-        bytes += 4;
-        i++;
-      } else bytes += 3;
-    } else bytes += 3;
-  }
-  return bytes;
 }

@@ -4,6 +4,7 @@
 
 // deno-lint-ignore no-import-prefix
 import type * as Api from "npm:@opentelemetry/api@^1.9.0";
+import { httpVariableOf } from "../codec/_cgi_to_request.ts";
 import { load, type Otel, urlAttributes } from "./telemetry.ts";
 
 const RECORD_SETTER: Api.TextMapSetter<Record<string, string>> = {
@@ -61,7 +62,7 @@ export async function startClientSpan(
   }
   const variables: Record<string, string> = {};
   for (const [key, value] of Object.entries(carrier)) {
-    variables["HTTP_" + key.toUpperCase().replaceAll("-", "_")] = value;
+    variables[httpVariableOf(key)] = value;
   }
   return {
     variables,
